@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need beyond cargo, then format,
+# lint and tests. Runs from any directory; needs Rust, Python 3 and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Test dependencies that cargo does not bring: PyYAML (corpus cross-check).
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+
+# Tests run from their crate's directory, so the corpus path must be absolute.
+if [ -z "${LIFEBOAT_FIXTURES:-}" ] && [ -d ../shared/fixtures/real-world ]; then
+  LIFEBOAT_FIXTURES=$(cd ../shared/fixtures/real-world && pwd)
+  export LIFEBOAT_FIXTURES
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
