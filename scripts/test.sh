@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Test dependencies that cargo does not bring: PyYAML (corpus cross-check).
-python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+# Test dependencies that cargo does not bring: moto_server (S3, EC2) and PyYAML.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/test-requirements.txt
 
 # Tests run from their crate's directory, so the corpus path must be absolute.
 if [ -z "${LIFEBOAT_FIXTURES:-}" ] && [ -d ../shared/fixtures/real-world ]; then

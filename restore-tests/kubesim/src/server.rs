@@ -398,7 +398,7 @@ async fn route_inner(
                 let timeout = q
                     .get("timeoutSeconds")
                     .and_then(|s| s.parse().ok())
-                    .map_or(Duration::from_secs(1800), Duration::from_secs);
+                    .map_or(Duration::from_mins(30), Duration::from_secs);
                 let wo = WatchOpts {
                     select,
                     resource_version: q.get("resourceVersion").map(String::from),

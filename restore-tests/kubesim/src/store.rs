@@ -16,13 +16,39 @@ use serde_json::Value;
 
 use crate::registry::{Registry, ResourceType, TypeId};
 
-/// Where an object lives: its type, namespace ("" for cluster-scoped) and name. Ordered so that
-/// one type's objects are contiguous, by namespace then name, as etcd keys are.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where an object lives: its type, namespace ("" for cluster-scoped) and name. Ordered as
+/// etcd orders keys: one type's objects are contiguous, sorted by `namespace/name` as text
+/// (so `a-b/x` sorts before `a/x`), which is the order a real API server lists in and which
+/// clients may rely on when they resume a list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub ty: TypeId,
     pub ns: String,
     pub name: String,
+}
+
+impl Key {
+    fn path_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        let sep: &[u8] = if self.ns.is_empty() { b"" } else { b"/" };
+        self.ns
+            .bytes()
+            .chain(sep.iter().copied())
+            .chain(self.name.bytes())
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ty
+            .cmp(&other.ty)
+            .then_with(|| self.path_bytes().cmp(other.path_bytes()))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Key {
@@ -127,7 +153,7 @@ pub struct Snapshot {
 }
 
 /// How long a list snapshot lives, like etcd's default compaction interval.
-const SNAPSHOT_TTL: Duration = Duration::from_secs(300);
+const SNAPSHOT_TTL: Duration = Duration::from_mins(5);
 const MAX_SNAPSHOTS: usize = 32;
 /// Watch history kept for `resourceVersion=N` watches by default; older revisions get 410.
 pub const DEFAULT_HISTORY: usize = 20_000;
@@ -299,10 +325,12 @@ pub fn scan<'a>(
     ns: Option<&str>,
     after: Option<&Key>,
 ) -> impl Iterator<Item = (&'a Key, &'a Arc<Obj>)> + 'a {
+    // A namespace's keys are the paths with prefix `ns/`; the first path past them is `ns0`
+    // ('0' follows '/'), and `ns0/` is the first key at or above it.
     let (lo, hi) = match ns {
         Some(ns) => (
             Key::new(ty, ns, ""),
-            Bound::Excluded(Key::new(ty, &format!("{ns}\0"), "")),
+            Bound::Excluded(Key::new(ty, &format!("{ns}0"), "")),
         ),
         None => (
             Key::new(ty, "", ""),
@@ -358,6 +386,20 @@ mod tests {
         assert_eq!(
             names(scan(&s.objects, 1, None, Some(&Key::new(1, "a", "y"))).collect()),
             ["ab/z"]
+        );
+        // etcd order: "a-b/..." < "a/..." < "a0/..." < "ab/..." as text.
+        for (ns, name) in [("a-b", "q"), ("a0", "q")] {
+            let o = Arc::new(Obj::from_value(&json!({"metadata": {"name": name}})));
+            s.next_rev();
+            s.put(Key::new(1, ns, name), o, EventType::Added);
+        }
+        assert_eq!(
+            names(scan(&s.objects, 1, None, None).collect()),
+            ["a-b/q", "a/x", "a/y", "a0/q", "ab/z"]
+        );
+        assert_eq!(
+            names(scan(&s.objects, 1, Some("a"), None).collect()),
+            ["a/x", "a/y"]
         );
     }
 

@@ -1,0 +1,21 @@
+//! lifeboat: disaster recovery for Kubernetes clusters on AWS.
+//!
+//! The crate reads top-down: [`backup`] orchestrates one run and calls the adapters, one per
+//! outside world: [`cluster`] (the Kubernetes API), [`archive`] (the tar+zstd format and the
+//! manifest), [`store`] (object storage: S3 or a local directory). [`config`] is the one
+//! configuration model that the file, the CLI and the daemon share. Adapters never call the
+//! orchestration.
+
+pub mod archive;
+pub mod backup;
+pub mod catalog;
+pub mod cluster;
+pub mod config;
+#[cfg(feature = "embedded")]
+pub mod demo;
+pub mod events;
+pub mod glob;
+pub mod report;
+pub mod setup;
+pub mod store;
+pub mod volumes;

@@ -1,0 +1,406 @@
+//! The `lifeboat` command: parse, load the configuration, call the library, print.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeboat::archive::manifest::{Filters, Manifest, Phase};
+use lifeboat::config::Config;
+use lifeboat::events::{LogObserver, Observers};
+use lifeboat::{backup, catalog, report, setup};
+
+/// Disaster recovery for Kubernetes on AWS: backups of every API resource and EBS volume to
+/// S3, and restores into the same or another availability zone.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Configuration file (YAML); see config/ for documented examples.
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+    /// Log format on stderr (the daemon logs to stdout).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level: error, warn, info, debug or trace; RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+    /// Output format of results on stdout: text for people, json for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, inspect, download and delete backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Back up a sample application in an embedded cluster into a local directory: no
+    /// cluster, AWS account or network needed.
+    #[cfg(feature = "embedded")]
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Back up the cluster now (runs in this process). Exit code 0: Completed,
+    /// 2: PartiallyFailed, 1: Failed.
+    Create(CreateArgs),
+    /// List the backups in storage, newest first.
+    List,
+    /// Show a backup's manifest: counts by resource, errors, warnings, volumes.
+    Describe {
+        /// Backup name.
+        name: String,
+    },
+    /// Download a backup's archive (a tar.zst readable with `zstd -dc | tar -x`).
+    Download {
+        /// Backup name.
+        name: String,
+        /// File to write.
+        #[arg(short = 'o', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete a backup (manifest first, then its archive and log). Safe to re-run.
+    Delete {
+        /// Backup name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Backup name: lower-case letters, digits, '-' and '.'.
+    name: String,
+    #[command(flatten)]
+    filters: FilterArgs,
+    /// Keep the backup at least this long (sets expiresAt), e.g. 720h or 30d.
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+struct FilterArgs {
+    /// Namespaces to back up (globs like team-*; comma-separated). Default: all.
+    #[arg(long, value_delimiter = ',', value_name = "NS")]
+    include_namespaces: Vec<String>,
+    /// Namespaces to leave out (globs; comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NS")]
+    exclude_namespaces: Vec<String>,
+    /// Resource types to back up, by plural, plural.group or Kind (comma-separated). Default: all.
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
+    include_resources: Vec<String>,
+    /// Resource types to leave out (comma-separated). Events are left out unless included.
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
+    exclude_resources: Vec<String>,
+    /// Cluster-scoped resources: auto (yes for a whole-cluster backup), true or false.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "true", "false"])]
+    include_cluster_resources: String,
+    /// Only objects with these labels (a label selector, e.g. app=web,tier!=db).
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// Snapshot the EBS volumes of the PersistentVolumes in scope (default: volumes.snapshots).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    snapshot_volumes: Option<bool>,
+}
+
+impl FilterArgs {
+    fn to_filters(&self) -> Filters {
+        Filters {
+            include_namespaces: self.include_namespaces.clone(),
+            exclude_namespaces: self.exclude_namespaces.clone(),
+            include_resources: self.include_resources.clone(),
+            exclude_resources: self.exclude_resources.clone(),
+            include_cluster_resources: self.include_cluster_resources.clone(),
+            selector: self.selector.clone(),
+            snapshot_volumes: false,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: exits non-zero with the key and line of the first problem.
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[cfg(feature = "embedded")]
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where to keep the demo's backups (default: a new temporary directory, kept).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are answers, not errors; usage errors exit 1 (the contract's
+            // code for usage and config errors), not clap's default 2, which means PartiallyFailed.
+            let code = u8::from(e.use_stderr());
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("lifeboat={0},kubesim={0},warn", cli.log_level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Config(ConfigCommand::Validate { file }) => {
+            let cfg = Config::load(file)?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"file": file, "valid": true, "schedules": cfg.schedules.len()})
+                ),
+                Output::Text => println!(
+                    "{}: valid ({} schedule(s), storage {})",
+                    file.display(),
+                    cfg.schedules.len(),
+                    cfg.storage.url
+                ),
+            }
+            Ok(0)
+        }
+        Command::Backup(cmd) => backup_command(&cli, cmd).await,
+        #[cfg(feature = "embedded")]
+        Command::Demo(args) => demo(&cli, args).await,
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let Some(path) = &cli.config else {
+        bail!(
+            "no configuration: pass --config FILE or set LIFEBOAT_CONFIG (config/production.yaml is a documented example)"
+        );
+    };
+    Ok(Config::load(path)?)
+}
+
+fn observers(cli: &Cli) -> Observers {
+    let mut o = Observers::default().with(Arc::new(LogObserver));
+    if cli.output == Output::Text && std::io::stderr().is_terminal() {
+        o = o.with(Arc::new(setup::ProgressBar::new()));
+    }
+    o
+}
+
+async fn backup_command(cli: &Cli, cmd: &BackupCommand) -> anyhow::Result<u8> {
+    let cfg = load_config(cli)?;
+    let store = setup::open_store(&cfg).await?;
+    match cmd {
+        BackupCommand::Create(args) => {
+            let conn =
+                setup::connect(&cfg, cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            let mut req = setup::backup_request(&cfg, &args.name);
+            req.filters = args.filters.to_filters();
+            if let Some(s) = args.filters.snapshot_volumes {
+                req.snapshot_volumes = s;
+            }
+            req.filters.snapshot_volumes = req.snapshot_volumes;
+            let ec2 = setup::open_ec2(&cfg, req.snapshot_volumes).await?;
+            if let Some(ttl) = &args.ttl {
+                req.ttl = Some(
+                    setup::parse_duration(ttl).map_err(|e| anyhow::anyhow!("--ttl {ttl}: {e}"))?,
+                );
+            }
+            match backup::run(&conn, &store, &req, ec2.as_ref(), &observers(cli)).await {
+                Ok(m) => {
+                    print_manifest(cli, &m, None);
+                    Ok(u8::try_from(m.phase.exit_code()).unwrap_or(1))
+                }
+                Err(e) => {
+                    if cli.output == Output::Json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"name": args.name, "phase": Phase::Failed, "error": e.to_string()})
+                        );
+                    }
+                    Err(anyhow::Error::new(e).context(format!(
+                        "backup {} failed; nothing was committed",
+                        args.name
+                    )))
+                }
+            }
+        }
+        BackupCommand::List => {
+            let (summaries, incomplete) = catalog::list(&store).await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
+                Output::Text => {
+                    let mut t = report::Table::new(&[
+                        "NAME", "PHASE", "CREATED", "DURATION", "ITEMS", "SIZE", "EXPIRES",
+                    ]);
+                    for s in &summaries {
+                        t.row(vec![
+                            s.name.clone(),
+                            s.phase.to_string(),
+                            s.started_at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                            report::duration(report::between(s.started_at, s.completed_at)),
+                            s.item_count.to_string(),
+                            report::bytes(s.archive_size),
+                            s.expires_at.map_or_else(
+                                || "never".to_string(),
+                                |e| e.strftime("%Y-%m-%d").to_string(),
+                            ),
+                        ]);
+                    }
+                    print!("{}", t.render());
+                    if summaries.is_empty() {
+                        println!("(no backups in {})", store.url());
+                    }
+                    for i in incomplete {
+                        println!(
+                            "note: backups/{}/ has no manifest (a failed or running backup); it is not a backup",
+                            i.name
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        BackupCommand::Describe { name } => {
+            let m = catalog::manifest(&store, name).await?;
+            let volumes = catalog::volumes(&store, &m).await?;
+            print_manifest(cli, &m, volumes.as_ref());
+            Ok(0)
+        }
+        BackupCommand::Download { name, file } => {
+            let n = catalog::download(&store, name, file).await?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"name": name, "file": file, "bytes": n})
+                ),
+                Output::Text => println!(
+                    "downloaded {name} to {} ({})",
+                    file.display(),
+                    report::bytes(n)
+                ),
+            }
+            Ok(0)
+        }
+        BackupCommand::Delete { name } => {
+            let ec2 = setup::open_ec2(&cfg, true).await?;
+            let deleted = catalog::delete(&store, name, ec2.as_ref()).await?;
+            match cli.output {
+                Output::Json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"name": name, "deleted": deleted.objects, "snapshots": deleted.snapshots})
+                    );
+                }
+                Output::Text => println!(
+                    "deleted backup {name} ({} objects, {} snapshots)",
+                    deleted.objects.len(),
+                    deleted.snapshots.len()
+                ),
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The manifest for people, or as JSON (with `volumes` added for describe).
+fn print_manifest(cli: &Cli, m: &Manifest, volumes: Option<&serde_json::Value>) {
+    if cli.output == Output::Json {
+        let mut v = serde_json::to_value(m).expect("manifest serialises");
+        if let Some(vols) = volumes {
+            v["volumes"] = vols.get("volumes").cloned().unwrap_or_else(|| vols.clone());
+        } else if volumes.is_none()
+            && matches!(cli.command, Command::Backup(BackupCommand::Describe { .. }))
+        {
+            v["volumes"] = serde_json::json!([]);
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+        return;
+    }
+    print!("{}", setup::describe_text(m, volumes));
+}
+
+#[cfg(feature = "embedded")]
+async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<u8> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new()
+            .prefix("lifeboat-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    let outcome = lifeboat::demo::run(&dir, &observers(cli)).await?;
+    match cli.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.manifest)?),
+        Output::Text => print!("{}", outcome.text),
+    }
+    Ok(u8::try_from(outcome.manifest.phase.exit_code()).unwrap_or(1))
+}

@@ -1,0 +1,318 @@
+//! Wiring shared by the CLI, the daemon and the demo: configuration onto the adapters (config
+//! types never reach the SDKs), the progress bar, and the text rendering of a manifest.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::archive::manifest::Manifest;
+use crate::archive::writer::CompressionOptions;
+use crate::cluster::{self, ClusterError, Connection};
+use crate::config::{self, Config};
+use crate::events::{Event, Observer};
+use crate::report;
+use crate::store::{self, Store, StoreError};
+use crate::volumes::ec2;
+
+/// Storage settings from the config.
+pub fn store_settings(cfg: &Config) -> store::Settings {
+    let s = &cfg.storage;
+    store::Settings {
+        region: s.region.clone(),
+        endpoint: s.endpoint.as_ref().map(ToString::to_string),
+        force_path_style: s.force_path_style,
+        server_side_encryption: s.server_side_encryption.map(|e| match e {
+            config::ServerSideEncryption::Aes256 => store::Sse::Aes256,
+            config::ServerSideEncryption::AwsKms => store::Sse::AwsKms,
+        }),
+        kms_key_id: s.kms_key_id.clone(),
+        checksum_mode: match s.checksum_mode {
+            config::ChecksumMode::WhenSupported => store::ChecksumMode::WhenSupported,
+            config::ChecksumMode::WhenRequired => store::ChecksumMode::WhenRequired,
+        },
+        ..store::Settings::default()
+    }
+}
+
+pub async fn open_store(cfg: &Config) -> Result<Store, StoreError> {
+    Store::open(&cfg.storage.url.to_string(), &store_settings(cfg)).await
+}
+
+/// EC2 settings from the config's `volumes` section (region defaults to the storage's).
+pub fn ec2_settings(cfg: &Config) -> ec2::Settings {
+    ec2::Settings {
+        region: cfg.volumes_region().map(String::from),
+        endpoint: cfg.volumes.endpoint.as_ref().map(ToString::to_string),
+        ..ec2::Settings::default()
+    }
+}
+
+/// The EC2 client volume snapshots use, when they are on.
+pub async fn open_ec2(cfg: &Config, snapshots: bool) -> Result<Option<ec2::AwsEc2>, ec2::Ec2Error> {
+    if !snapshots {
+        return Ok(None);
+    }
+    ec2::AwsEc2::new(&ec2_settings(cfg)).await.map(Some)
+}
+
+/// A backup request with the config's archive and volume settings.
+pub fn backup_request(cfg: &Config, name: &str) -> crate::backup::Request {
+    let mut req = crate::backup::Request::new(name);
+    req.compression = compression(cfg);
+    req.snapshot_volumes = cfg.volumes.snapshots;
+    req.volume_concurrency = cfg.volumes.concurrency as usize;
+    req.volume_wait_timeout = cfg.volumes.wait_timeout.as_std();
+    req
+}
+
+/// Compression from the config's `archive` section.
+pub fn compression(cfg: &Config) -> CompressionOptions {
+    CompressionOptions {
+        level: cfg.archive.compression_level,
+        window_log: cfg.archive.window_log,
+        long_distance_matching: true,
+        workers: cfg.archive.compression_workers,
+    }
+}
+
+/// Connects to the cluster: flags win over the config's `cluster` section.
+pub async fn connect(
+    cfg: &Config,
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Connection, ClusterError> {
+    let kubeconfig = kubeconfig.or(cfg.cluster.kubeconfig.as_deref());
+    let context = context.or(cfg.cluster.context.as_deref());
+    cluster::connect(kubeconfig, context, cfg.cluster.name.as_deref()).await
+}
+
+/// A duration flag such as `--ttl 30d`, in the config's syntax.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<config::Duration>()
+        .map(config::Duration::as_std)
+        .map_err(|e| e.to_string())
+}
+
+/// A one-line progress display on a terminal: types done, objects, archive bytes, rate.
+#[derive(Debug)]
+pub struct ProgressBar {
+    bar: indicatif::ProgressBar,
+    state: Mutex<Progress>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    types: u64,
+    types_done: u64,
+    objects: u64,
+    bytes: u64,
+    started: Option<Instant>,
+}
+
+impl ProgressBar {
+    pub fn new() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("static template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        ProgressBar {
+            bar,
+            state: Mutex::new(Progress::default()),
+        }
+    }
+}
+
+impl Default for ProgressBar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Observer for ProgressBar {
+    fn event(&self, e: &Event) {
+        let mut p = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = *p.started.get_or_insert_with(Instant::now);
+        match e {
+            Event::TypesDiscovered { types } => p.types = *types,
+            Event::PageListed { objects, .. } => p.objects += objects,
+            Event::TypeDone { .. } | Event::TypeFailed { .. } => p.types_done += 1,
+            Event::ArchiveBytes { bytes } => p.bytes += bytes,
+            Event::BackupFinished { .. } | Event::BackupFailed { .. } => {
+                self.bar.finish_and_clear();
+                return;
+            }
+            _ => return,
+        }
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_message(format!(
+            "types {}/{}  objects {}  archive {}  {:.0} objects/s",
+            p.types_done,
+            p.types,
+            p.objects,
+            report::bytes(p.bytes),
+            p.objects as f64 / secs
+        ));
+    }
+}
+
+/// `backup describe` and `backup create` for people.
+pub fn describe_text(m: &Manifest, volumes: Option<&serde_json::Value>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:        {}", m.name);
+    let _ = writeln!(out, "Phase:       {}", m.phase);
+    let _ = writeln!(
+        out,
+        "Cluster:     {} ({})",
+        m.cluster.name, m.cluster.server_version
+    );
+    if let Some(s) = &m.schedule {
+        let _ = writeln!(out, "Schedule:    {s}");
+    }
+    let _ = writeln!(
+        out,
+        "Started:     {}",
+        m.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(
+        out,
+        "Duration:    {}",
+        report::duration(report::between(m.started_at, m.completed_at))
+    );
+    let _ = writeln!(out, "Items:       {}", m.item_count);
+    let _ = writeln!(
+        out,
+        "Archive:     {} ({}, sha256 {})",
+        m.archive.key,
+        report::bytes(m.archive.size),
+        m.archive.sha256
+    );
+    if let Some(enc) = &m.archive.encryption {
+        let _ = writeln!(
+            out,
+            "Encryption:  {} for {} recipient(s)",
+            enc.scheme,
+            enc.recipients.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Expires:     {}",
+        m.expires_at.map_or_else(
+            || "never".to_string(),
+            |e| e.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+        )
+    );
+    let f = &m.filters;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "*".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Filters:     namespaces {} (excluding {}), resources {} (excluding {}), cluster resources {}{}",
+        list(&f.include_namespaces),
+        if f.exclude_namespaces.is_empty() {
+            "none".to_string()
+        } else {
+            f.exclude_namespaces.join(",")
+        },
+        list(&f.include_resources),
+        if f.exclude_resources.is_empty() {
+            "none".to_string()
+        } else {
+            f.exclude_resources.join(",")
+        },
+        f.include_cluster_resources,
+        f.selector
+            .as_deref()
+            .map(|s| format!(", selector {s}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "\nResources:");
+    let mut t = report::Table::new(&["  RESOURCE", "COUNT"]);
+    for (r, n) in m.resources.iter().filter(|(_, n)| **n > 0) {
+        t.row(vec![format!("  {r}"), n.to_string()]);
+    }
+    out.push_str(&t.render());
+    let empty = m.resources.values().filter(|n| **n == 0).count();
+    if empty > 0 {
+        let _ = writeln!(
+            out,
+            "  ({empty} more resource types were listed and had no objects)"
+        );
+    }
+    if let Some(vols) = volumes
+        .and_then(|v| v.get("volumes"))
+        .and_then(serde_json::Value::as_array)
+        .filter(|v| !v.is_empty())
+    {
+        let _ = writeln!(out, "\nVolumes:");
+        let mut t = report::Table::new(&[
+            "  PERSISTENTVOLUME",
+            "CLAIM",
+            "VOLUME",
+            "SNAPSHOT",
+            "AZ",
+            "TYPE",
+            "SIZE",
+            "STATE",
+        ]);
+        for v in vols {
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let claim = v.get("claim").map_or_else(
+                || "-".into(),
+                |c| {
+                    format!(
+                        "{}/{}",
+                        c["namespace"].as_str().unwrap_or("-"),
+                        c["name"].as_str().unwrap_or("-")
+                    )
+                },
+            );
+            let size = v
+                .get("sizeGiB")
+                .and_then(serde_json::Value::as_u64)
+                .map_or_else(|| "-".to_string(), |g| format!("{g}Gi"));
+            t.row(vec![
+                format!("  {}", s("persistentVolume")),
+                claim,
+                s("volumeId"),
+                s("snapshotId"),
+                s("availabilityZone"),
+                s("volumeType"),
+                size,
+                s("state"),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    for (title, issues) in [("Errors", &m.errors), ("Warnings", &m.warnings)] {
+        if issues.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{title}:");
+        for i in issues {
+            let what = match (&i.namespace, &i.name) {
+                (Some(ns), Some(n)) => format!("{} {ns}/{n}", i.resource),
+                (None, Some(n)) => format!("{} {n}", i.resource),
+                (Some(ns), None) => format!("{} in {ns}", i.resource),
+                (None, None) => i.resource.clone(),
+            };
+            let _ = writeln!(out, "  {what}: {}", i.message);
+        }
+    }
+    out
+}
