@@ -4,10 +4,12 @@
 //! meta is added where the server leaves it out), so a backup never loses a field that a
 //! typed client would not know, and never spends time building trees of values.
 
+pub mod apply;
 pub mod discovery;
 pub mod list;
 pub mod retry;
 pub mod scope;
+pub mod selector;
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
-//! `lifeboat demo`: the whole backup path on a laptop with nothing installed. An embedded
-//! kubesim is seeded with the sample application of `config/demo/` (compiled in, so the binary
-//! runs anywhere), backed up into a local directory, and the result is listed and described.
+//! `lifeboat demo`: the whole backup and restore path on a laptop with nothing installed. An
+//! embedded kubesim is seeded with the sample application of `config/demo/` (compiled in, so
+//! the binary runs anywhere), backed up into a local directory, listed and described; then a
+//! drill restores the backup into a second embedded cluster and checks every object.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -41,6 +42,7 @@ pub const SAMPLE_APP: [(&str, &str); 6] = [
 #[derive(Debug)]
 pub struct DemoOutcome {
     pub manifest: Manifest,
+    pub drill: crate::drill::DrillReport,
     /// The report for people: what happened, the backup list and the description.
     pub text: String,
 }
@@ -85,6 +87,25 @@ pub async fn run(dir: &Path, observers: &Observers) -> Result<DemoOutcome, DemoE
     .map_err(fail)?;
     let (summaries, _) = catalog::list(&store).await.map_err(fail)?;
 
+    // A second, empty cluster: the drill restores the backup there and reads it all back.
+    let staging = kubesim::KubeSim::start().await.map_err(fail)?;
+    let target = Connection {
+        client: staging.client(),
+        name: "demo-staging".into(),
+    };
+    let mut req = crate::restore::Request::new(&format!("{name}-drill"), &name);
+    req.restore_volumes = false;
+    let drill = crate::drill::run(
+        &store,
+        &target,
+        "embedded",
+        &req,
+        None::<&AwsEc2>,
+        observers,
+    )
+    .await
+    .map_err(fail)?;
+
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -114,9 +135,18 @@ pub async fn run(dir: &Path, observers: &Observers) -> Result<DemoOutcome, DemoE
     text.push_str(&setup::describe_text(&manifest, None));
     let _ = writeln!(
         text,
+        "\n$ lifeboat drill --from-backup {name} --target embedded"
+    );
+    text.push_str(&setup::drill_text(&drill));
+    let _ = writeln!(
+        text,
         "\nRead the archive by hand: zstd -dc {}/{} | tar -t",
         dir.display(),
         manifest.archive.key
     );
-    Ok(DemoOutcome { manifest, text })
+    Ok(DemoOutcome {
+        manifest,
+        drill,
+        text,
+    })
 }

@@ -69,6 +69,30 @@ pub enum Event {
         result: String,
         message: String,
     },
+    /// A volume was recreated from its snapshot for a restore (`created`), or not (`failed`).
+    VolumeRestore {
+        persistent_volume: String,
+        result: String,
+        message: String,
+    },
+    /// A restore started, planned, or finished.
+    RestoreStarted {
+        restore: String,
+        backup: String,
+        dry_run: bool,
+    },
+    RestorePlanned {
+        restore: String,
+        objects: u64,
+        volumes: u64,
+    },
+    RestoreFinished {
+        restore: String,
+        phase: Phase,
+        created: u64,
+        failed: u64,
+        seconds: f64,
+    },
     /// Compressed archive bytes handed to storage.
     ArchiveBytes {
         bytes: u64,
@@ -97,6 +121,7 @@ impl Event {
     fn is_problem(&self) -> bool {
         match self {
             Event::VolumeSnapshot { result, .. } => result != "completed",
+            Event::VolumeRestore { result, .. } => result != "created",
             Event::DiscoveryFailed { .. }
             | Event::TypeFailed { .. }
             | Event::Warning { .. }
@@ -209,6 +234,50 @@ impl Observer for LogObserver {
                 message,
             } => {
                 tracing::warn!(persistent_volume, result, message, "volume snapshot failed");
+            }
+            Event::VolumeRestore {
+                persistent_volume,
+                result,
+                message,
+            } if result == "created" => {
+                tracing::info!(
+                    persistent_volume,
+                    volume = message,
+                    "volume restored from snapshot"
+                );
+            }
+            Event::VolumeRestore {
+                persistent_volume,
+                result,
+                message,
+            } => {
+                tracing::warn!(persistent_volume, result, message, "volume restore failed");
+            }
+            Event::RestoreStarted {
+                restore,
+                backup,
+                dry_run,
+            } => tracing::info!(restore, backup, dry_run, "restore started"),
+            Event::RestorePlanned {
+                restore,
+                objects,
+                volumes,
+            } => tracing::info!(restore, objects, volumes, "restore planned"),
+            Event::RestoreFinished {
+                restore,
+                phase,
+                created,
+                failed,
+                seconds,
+            } => {
+                tracing::info!(
+                    restore,
+                    phase = phase.as_str(),
+                    created,
+                    failed,
+                    seconds,
+                    "restore finished"
+                );
             }
             Event::ArchiveBytes { .. } => {}
             Event::ArchiveWritten { key, bytes, sha256 } => {

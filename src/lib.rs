@@ -13,9 +13,11 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod demo;
+pub mod drill;
 pub mod events;
 pub mod glob;
 pub mod report;
+pub mod restore;
 pub mod setup;
 pub mod store;
 pub mod volumes;

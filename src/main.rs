@@ -61,11 +61,19 @@ enum Command {
     /// Create, list, inspect, download and delete backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Restore a backup into the cluster of the current kubeconfig/context.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// Restore a backup into a staging cluster or an embedded one, read every object back,
+    /// compare it with the backup, and report pass or fail with the recovery time measured.
+    /// Exit code 0: passed, 1: failed.
+    Drill(DrillArgs),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Back up a sample application in an embedded cluster into a local directory: no
-    /// cluster, AWS account or network needed.
+    /// Back up a sample application in an embedded cluster into a local directory, then
+    /// restore it into a second embedded cluster and check it: no cluster, AWS account or
+    /// network needed.
     #[cfg(feature = "embedded")]
     Demo(DemoArgs),
 }
@@ -145,6 +153,121 @@ impl FilterArgs {
             snapshot_volumes: false,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum RestoreCommand {
+    /// Restore a backup (exit code 0: Completed, 2: PartiallyFailed, 1: Failed). Nothing is
+    /// written before the archive's checksum and every snapshot needed are checked.
+    Create(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The backup to restore.
+    #[arg(long, value_name = "BACKUP")]
+    from_backup: String,
+    /// Name of the restore (its report is stored as restores/NAME/result.json). Default:
+    /// <backup>-restore-<UTC time>.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    options: RestoreOptions,
+    /// Show what would be created, updated or left alone, and what differs; write nothing
+    /// anywhere (no API write, no EC2 volume, no S3 object).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Options shared by `restore create` and `drill`.
+#[derive(Debug, Args)]
+struct RestoreOptions {
+    /// Namespaces to restore (globs; comma-separated). Their Namespace objects, the CRDs of
+    /// their custom resources and the PVs of their claims come along.
+    #[arg(long, value_delimiter = ',', value_name = "NS")]
+    include_namespaces: Vec<String>,
+    /// Namespaces to leave out (globs; comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NS")]
+    exclude_namespaces: Vec<String>,
+    /// Resource types to restore, by plural, plural.group or Kind (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
+    include_resources: Vec<String>,
+    /// Resource types to leave out (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
+    exclude_resources: Vec<String>,
+    /// Only objects with these labels (and what they need).
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// Restore namespaces under other names: old:new,old2:new2.
+    #[arg(long, value_delimiter = ',', value_name = "OLD:NEW")]
+    namespace_mapping: Vec<String>,
+    /// Recreate volumes in other availability zones: from:to,from2:to2.
+    #[arg(long, value_delimiter = ',', value_name = "FROM:TO")]
+    zone_mapping: Vec<String>,
+    /// Objects that already exist: none (leave them; report exists or differs) or update
+    /// (server-side apply the backed-up object).
+    #[arg(long, default_value = "none", value_parser = ["none", "update"])]
+    existing_resource_policy: String,
+    /// Recreate EBS volumes from the backup's snapshots (default true).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    restore_volumes: bool,
+    /// Restore objects' status too (dropped by default: controllers rebuild it).
+    #[arg(long)]
+    include_status: bool,
+    /// age identity file for encrypted backups (or encryption.identityFile).
+    #[arg(long, value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+}
+
+impl RestoreOptions {
+    fn request(
+        &self,
+        cfg: &Config,
+        name: &str,
+        backup: &str,
+    ) -> anyhow::Result<lifeboat::restore::Request> {
+        let mut req = setup::restore_request(cfg, name, backup);
+        req.selection = lifeboat::restore::plan::Selection {
+            include_namespaces: self.include_namespaces.clone(),
+            exclude_namespaces: self.exclude_namespaces.clone(),
+            include_resources: self.include_resources.clone(),
+            exclude_resources: self.exclude_resources.clone(),
+            selector: self.selector.clone(),
+            namespace_mapping: setup::parse_mapping("--namespace-mapping", &self.namespace_mapping)
+                .map_err(anyhow::Error::msg)?,
+            include_status: self.include_status,
+        };
+        req.zone_mapping = setup::parse_mapping("--zone-mapping", &self.zone_mapping)
+            .map_err(anyhow::Error::msg)?;
+        req.existing = if self.existing_resource_policy == "update" {
+            lifeboat::restore::ExistingPolicy::Update
+        } else {
+            lifeboat::restore::ExistingPolicy::None
+        };
+        req.restore_volumes = self.restore_volumes;
+        Ok(req)
+    }
+}
+
+#[derive(Debug, Args)]
+struct DrillArgs {
+    /// The backup to restore.
+    #[arg(long, value_name = "BACKUP")]
+    from_backup: String,
+    /// Restore into the cluster of this kubeconfig (a staging cluster).
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    target_kubeconfig: Option<PathBuf>,
+    /// Context of --target-kubeconfig.
+    #[arg(long, value_name = "NAME", requires = "target_kubeconfig")]
+    target_context: Option<String>,
+    /// `embedded`: an in-memory cluster started for the drill (volumes are not recreated).
+    #[arg(long, value_name = "embedded", value_parser = ["embedded"])]
+    target: Option<String>,
+    /// Name of the drill's restore. Default: <backup>-drill-<UTC time>.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    options: RestoreOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +356,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Backup(cmd) => backup_command(&cli, cmd).await,
+        Command::Restore(RestoreCommand::Create(args)) => restore_command(&cli, args).await,
+        Command::Drill(args) => drill_command(&cli, args).await,
         #[cfg(feature = "embedded")]
         Command::Demo(args) => demo(&cli, args).await,
     }
@@ -399,8 +524,121 @@ async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<u8> {
     };
     let outcome = lifeboat::demo::run(&dir, &observers(cli)).await?;
     match cli.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.manifest)?),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"backup": outcome.manifest, "drill": outcome.drill})
+            )?
+        ),
         Output::Text => print!("{}", outcome.text),
     }
+    if !outcome.drill.passed {
+        return Ok(1);
+    }
     Ok(u8::try_from(outcome.manifest.phase.exit_code()).unwrap_or(1))
+}
+
+fn default_name(backup: &str, what: &str) -> String {
+    let mut name = format!(
+        "{backup}-{what}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%d%H%M%S")
+    );
+    name.truncate(253);
+    name
+}
+
+async fn restore_command(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
+    let cfg = load_config(cli)?;
+    let store = setup::open_store(&cfg).await?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.from_backup, "restore"));
+    let mut req = args.options.request(&cfg, &name, &args.from_backup)?;
+    req.dry_run = args.dry_run;
+    let target = setup::connect(&cfg, cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+    let ec2 = setup::open_ec2(&cfg, req.restore_volumes).await?;
+    let result = lifeboat::restore::run(&store, &target, &req, ec2.as_ref(), &observers(cli))
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "restore {name} of backup {} failed",
+                args.from_backup
+            ))
+        })?;
+    match cli.output {
+        Output::Json => println!("{}", result.to_json()),
+        Output::Text => print!("{}", setup::restore_text(&result)),
+    }
+    Ok(u8::try_from(result.phase.exit_code()).unwrap_or(1))
+}
+
+async fn drill_command(cli: &Cli, args: &DrillArgs) -> anyhow::Result<u8> {
+    let cfg = load_config(cli)?;
+    let store = setup::open_store(&cfg).await?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.from_backup, "drill"));
+    let mut req = args.options.request(&cfg, &name, &args.from_backup)?;
+    let report = if let Some(path) = &args.target_kubeconfig {
+        let target =
+            lifeboat::cluster::connect(Some(path), args.target_context.as_deref(), None).await?;
+        let ec2 = setup::open_ec2(&cfg, req.restore_volumes).await?;
+        lifeboat::drill::run(
+            &store,
+            &target,
+            &path.display().to_string(),
+            &req,
+            ec2.as_ref(),
+            &observers(cli),
+        )
+        .await?
+    } else if args.target.as_deref() == Some("embedded") {
+        embedded_drill(&store, &mut req, cli).await?
+    } else {
+        bail!(
+            "drill needs a target: --target-kubeconfig FILE (a staging cluster) or --target embedded"
+        );
+    };
+    match cli.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", setup::drill_text(&report)),
+    }
+    Ok(u8::from(!report.passed))
+}
+
+#[cfg(feature = "embedded")]
+async fn embedded_drill(
+    store: &lifeboat::store::Store,
+    req: &mut lifeboat::restore::Request,
+    cli: &Cli,
+) -> anyhow::Result<lifeboat::drill::DrillReport> {
+    // An in-memory cluster has no EBS: its drill checks the resources only.
+    req.restore_volumes = false;
+    let sim = kubesim::KubeSim::start().await?;
+    let target = lifeboat::cluster::Connection {
+        client: sim.client(),
+        name: "embedded".into(),
+    };
+    Ok(lifeboat::drill::run(
+        store,
+        &target,
+        "embedded",
+        req,
+        None::<&lifeboat::volumes::ec2::AwsEc2>,
+        &observers(cli),
+    )
+    .await?)
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn embedded_drill(
+    _: &lifeboat::store::Store,
+    _: &mut lifeboat::restore::Request,
+    _: &Cli,
+) -> anyhow::Result<lifeboat::drill::DrillReport> {
+    bail!(
+        "this build has no embedded cluster (built without the `embedded` feature); use --target-kubeconfig"
+    )
 }

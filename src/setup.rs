@@ -66,6 +66,154 @@ pub fn backup_request(cfg: &Config, name: &str) -> crate::backup::Request {
     req
 }
 
+/// A restore request with the config's volume settings.
+pub fn restore_request(cfg: &Config, name: &str, backup: &str) -> crate::restore::Request {
+    let mut req = crate::restore::Request::new(name, backup);
+    req.volume_concurrency = cfg.volumes.concurrency as usize;
+    req.volume_wait_timeout = cfg.volumes.wait_timeout.as_std();
+    req
+}
+
+/// `old:new,old2:new2` as a map, refusing a pair without both sides or a source given twice.
+pub fn parse_mapping(
+    flag: &str,
+    pairs: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut map = std::collections::BTreeMap::new();
+    for pair in pairs.iter().filter(|p| !p.is_empty()) {
+        let (from, to) = pair
+            .split_once(':')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .ok_or_else(|| format!("{flag} {pair:?}: write it as from:to"))?;
+        if map.insert(from.to_string(), to.to_string()).is_some() {
+            return Err(format!("{flag}: {from:?} is mapped twice"));
+        }
+    }
+    Ok(map)
+}
+
+/// `restore create` for people: the counts, every item that was not simply created, volumes.
+pub fn restore_text(r: &crate::restore::result::RestoreResult) -> String {
+    use crate::restore::result::Action;
+    let mut out = String::new();
+    let c = &r.counts;
+    let _ = writeln!(
+        out,
+        "Restore:   {}{}",
+        r.name,
+        if r.dry_run {
+            " (dry run: nothing was written)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "Backup:    {}", r.backup);
+    let _ = writeln!(out, "Phase:     {}", r.phase);
+    let _ = writeln!(
+        out,
+        "Duration:  {}",
+        report::duration(report::between(r.started_at, r.completed_at))
+    );
+    let (created, updated) = if r.dry_run {
+        ("would create", "would update")
+    } else {
+        ("created", "updated")
+    };
+    let _ = writeln!(
+        out,
+        "Objects:   {} {created}, {} {updated}, {} exist, {} differ, {} skipped, {} failed",
+        c.created, c.updated, c.exists, c.differs, c.skipped, c.failed
+    );
+    let notable: Vec<_> = r
+        .items
+        .iter()
+        .filter(|i| !matches!(i.action, Action::Created | Action::WouldCreate))
+        .collect();
+    if !notable.is_empty() {
+        let mut t = report::Table::new(&["\n  ACTION", "RESOURCE", "NAMESPACE", "NAME", "MESSAGE"]);
+        for i in notable {
+            t.row(vec![
+                format!("  {}", i.action.as_str()),
+                i.resource.clone(),
+                i.namespace.clone().unwrap_or_default(),
+                i.name.clone(),
+                i.message.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    if !r.volumes.is_empty() {
+        let mut t = report::Table::new(&[
+            "\n  PERSISTENTVOLUME",
+            "SNAPSHOT",
+            "OLD VOLUME",
+            "NEW VOLUME",
+            "AZ",
+            "ERROR",
+        ]);
+        for v in &r.volumes {
+            t.row(vec![
+                format!("  {}", v.persistent_volume),
+                v.snapshot_id.clone(),
+                v.old_volume_id.clone().unwrap_or_default(),
+                v.new_volume_id.clone().unwrap_or_else(|| {
+                    if r.dry_run {
+                        "(dry run)".into()
+                    } else {
+                        "-".into()
+                    }
+                }),
+                v.availability_zone.clone(),
+                v.error.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+/// The drill's verdict for people.
+pub fn drill_text(d: &crate::drill::DrillReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Drill:     {} of backup {} into {}",
+        d.name, d.backup, d.target
+    );
+    let _ = writeln!(
+        out,
+        "Result:    {}",
+        if d.passed { "PASSED" } else { "FAILED" }
+    );
+    let _ = writeln!(
+        out,
+        "RTO:       {} to restore, {} to verify",
+        report::duration(Duration::from_secs_f64(d.rto_seconds)),
+        report::duration(Duration::from_secs_f64(d.verify_seconds))
+    );
+    let c = &d.restore.counts;
+    let _ = writeln!(
+        out,
+        "Objects:   {} checked; {} created, {} exist, {} differ, {} skipped, {} failed",
+        d.checked, c.created, c.exists, c.differs, c.skipped, c.failed
+    );
+    for r in &d.reasons {
+        let _ = writeln!(out, "Reason:    {r}");
+    }
+    for m in &d.mismatches {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            m.resource,
+            m.namespace
+                .as_ref()
+                .map_or_else(|| m.name.clone(), |ns| format!("{ns}/{}", m.name)),
+            m.differences.join("; ")
+        );
+    }
+    out
+}
+
 /// Compression from the config's `archive` section.
 pub fn compression(cfg: &Config) -> CompressionOptions {
     CompressionOptions {

@@ -4,4 +4,5 @@
 pub mod discover;
 pub mod ec2;
 pub mod record;
+pub mod restore;
 pub mod snapshot;
