@@ -65,6 +65,8 @@ pub struct Request {
     pub volume_concurrency: usize,
     /// How long one snapshot may take to complete (`volumes.waitTimeout`).
     pub volume_wait_timeout: Duration,
+    /// Set to true to stop the run: the archive upload is aborted, no manifest is written.
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Request {
@@ -84,6 +86,7 @@ impl Request {
             snapshot_volumes: true,
             volume_concurrency: 8,
             volume_wait_timeout: Duration::from_mins(30),
+            cancel: None,
         }
     }
 }
@@ -107,6 +110,10 @@ pub enum BackupError {
     Archive(String),
     #[error("no resource type could be listed; the last error: {0}")]
     NothingListed(String),
+    #[error(
+        "cancelled (the daemon is shutting down); the upload was aborted and no manifest written"
+    )]
+    Cancelled,
 }
 
 /// Checks a backup name: it becomes an S3 key component and is typed in commands.
@@ -161,14 +168,17 @@ pub async fn run<E: Ec2>(
     ec2: Option<&E>,
     observers: &Observers,
 ) -> Result<Manifest, BackupError> {
-    validate_name(&req.name)?;
-    let scope = Scope::new(&req.filters)?;
-    if store.head(&manifest_key(&req.name)).await?.is_some() {
-        return Err(BackupError::Exists {
-            name: req.name.clone(),
-            storage: store.url(),
-        });
-    }
+    // Failures before the run starts are reported like any other failed run (logs, metrics).
+    let scope = match preflight(store, req).await {
+        Ok(scope) => scope,
+        Err(e) => {
+            observers.emit(&Event::BackupFailed {
+                backup: req.name.clone(),
+                message: e.to_string(),
+            });
+            return Err(e);
+        }
+    };
     let run_log = Arc::new(RunLog::default());
     let observers = observers.clone().with(run_log.clone());
     let started_at = jiff::Timestamp::now();
@@ -197,6 +207,18 @@ pub async fn run<E: Ec2>(
         }),
     }
     result
+}
+
+async fn preflight(store: &Store, req: &Request) -> Result<Scope, BackupError> {
+    validate_name(&req.name)?;
+    let scope = Scope::new(&req.filters)?;
+    if store.head(&manifest_key(&req.name)).await?.is_some() {
+        return Err(BackupError::Exists {
+            name: req.name.clone(),
+            storage: store.url(),
+        });
+    }
+    Ok(scope)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -266,10 +288,22 @@ async fn run_inner<E: Ec2>(
     });
 
     let tally = Arc::new(Mutex::new(tally));
-    let listed = collect(client, req, scope, &types, &sink, &tally, observers).await;
-    if listed.is_ok() && !scope.include_cluster_resources() {
-        related_cluster_objects(client, req, &discovered, &sink, &tally, observers).await;
-    }
+    let listing = async {
+        collect(client, req, scope, &types, &sink, &tally, observers).await?;
+        if !scope.include_cluster_resources() {
+            related_cluster_objects(client, req, &discovered, &sink, &tally, observers).await;
+        }
+        Ok(())
+    };
+    // A cancelled run (the daemon shutting down after its grace period) stops listing; the
+    // upload is then aborted below like after any other failure: no manifest, nothing open.
+    let listed = match req.cancel.clone() {
+        Some(mut cancel) => tokio::select! {
+            r = listing => r,
+            _ = cancel.wait_for(|c| *c) => Err(BackupError::Cancelled),
+        },
+        None => listing.await,
+    };
     let written = handle.finish(sink).await;
     let _ = commit_tx.send(written.is_ok() && listed.is_ok());
     let upload_result = uploader

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
 #[cfg(feature = "embedded")]
 pub mod demo;
 pub mod drill;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod glob;
 pub mod report;
 pub mod restore;
+pub mod retention;
 pub mod setup;
 pub mod store;
 pub mod volumes;

@@ -68,6 +68,12 @@ enum Command {
     /// compare it with the backup, and report pass or fail with the recovery time measured.
     /// Exit code 0: passed, 1: failed.
     Drill(DrillArgs),
+    /// Run the schedules of the config: backups on time, retention, probes and metrics on
+    /// server.listen, leader election between replicas. Logs go to stdout. Stops on SIGTERM.
+    Daemon,
+    /// List schedules or run one now.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -98,9 +104,28 @@ enum BackupCommand {
         #[arg(short = 'o', long = "file", value_name = "FILE")]
         file: PathBuf,
     },
-    /// Delete a backup (manifest first, then its archive and log). Safe to re-run.
+    /// Delete a backup (manifest first, then its EBS snapshots, archive and log). Safe to re-run.
     Delete {
         /// Backup name.
+        name: String,
+    },
+    /// Apply every schedule's retention now (beyond keepLast, older than maxAge; the newest
+    /// Completed backup of a schedule is always kept).
+    Prune {
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// The schedules, their next run times and their last backup.
+    List,
+    /// Take a backup of a schedule now (named <schedule>-<UTC time>, with its filters), e.g.
+    /// before an upgrade. Exit code 0: Completed, 2: PartiallyFailed, 1: Failed.
+    Run {
+        /// Schedule name.
         name: String,
     },
 }
@@ -323,9 +348,18 @@ fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("lifeboat={0},kubesim={0},warn", cli.log_level))
     });
+    // The daemon's logs are its output (stdout, as containers expect); commands keep stdout
+    // for their results.
+    let daemon = matches!(cli.command, Command::Daemon);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if daemon {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        })
         .with_target(false);
     match cli.log_format {
         LogFormat::Json => builder
@@ -358,6 +392,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Backup(cmd) => backup_command(&cli, cmd).await,
         Command::Restore(RestoreCommand::Create(args)) => restore_command(&cli, args).await,
         Command::Drill(args) => drill_command(&cli, args).await,
+        Command::Daemon => {
+            let cfg = load_config(&cli)?;
+            lifeboat::daemon::run(cfg, cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            Ok(0)
+        }
+        Command::Schedule(cmd) => schedule_command(&cli, cmd).await,
         #[cfg(feature = "embedded")]
         Command::Demo(args) => demo(&cli, args).await,
     }
@@ -472,6 +512,57 @@ async fn backup_command(cli: &Cli, cmd: &BackupCommand) -> anyhow::Result<u8> {
                     file.display(),
                     report::bytes(n)
                 ),
+            }
+            Ok(0)
+        }
+        BackupCommand::Prune { dry_run } => {
+            let ec2 = if *dry_run {
+                None
+            } else {
+                setup::open_ec2(&cfg, true).await?
+            };
+            let mut outcomes = serde_json::Map::new();
+            let mut t = report::Table::new(&["SCHEDULE", "BACKUP", "ACTION", "REASON"]);
+            for s in &cfg.schedules {
+                let o = lifeboat::retention::apply(
+                    &store,
+                    ec2.as_ref(),
+                    &s.name,
+                    setup::retention_policy(s),
+                    jiff::Timestamp::now(),
+                    *dry_run,
+                )
+                .await?;
+                let verb = if *dry_run { "would delete" } else { "deleted" };
+                for e in &o.deleted {
+                    t.row(vec![
+                        s.name.clone(),
+                        e.name.clone(),
+                        verb.into(),
+                        e.reason.clone(),
+                    ]);
+                }
+                for e in &o.failed {
+                    t.row(vec![
+                        s.name.clone(),
+                        e.name.clone(),
+                        "failed".into(),
+                        e.reason.clone(),
+                    ]);
+                }
+                for d in &o.debris {
+                    t.row(vec![
+                        s.name.clone(),
+                        d.clone(),
+                        verb.into(),
+                        "a run that never finished (no manifest)".into(),
+                    ]);
+                }
+                outcomes.insert(s.name.clone(), serde_json::to_value(&o)?);
+            }
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+                Output::Text => print!("{}", t.render()),
             }
             Ok(0)
         }
@@ -640,5 +731,90 @@ async fn embedded_drill(
 ) -> anyhow::Result<lifeboat::drill::DrillReport> {
     bail!(
         "this build has no embedded cluster (built without the `embedded` feature); use --target-kubeconfig"
+    )
+}
+
+async fn schedule_command(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<u8> {
+    let cfg = load_config(cli)?;
+    let store = setup::open_store(&cfg).await?;
+    match cmd {
+        ScheduleCommand::List => {
+            let (backups, _) = catalog::list(&store).await?;
+            let next = lifeboat::daemon::next_runs(&cfg, 3);
+            let mut rows = Vec::new();
+            for (s, (_, runs)) in cfg.schedules.iter().zip(next) {
+                let last = backups
+                    .iter()
+                    .find(|b| b.schedule.as_deref() == Some(s.name.as_str()));
+                rows.push(serde_json::json!({
+                    "name": s.name, "cron": s.cron.to_string(), "timezone": s.timezone.to_string(),
+                    "nextRuns": runs, "lastBackup": last,
+                    "retention": {"keepLast": s.retention.keep_last, "maxAge": s.retention.max_age.map(|d| d.to_string())},
+                }));
+            }
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Text => {
+                    let mut t = report::Table::new(&[
+                        "SCHEDULE",
+                        "CRON",
+                        "TIMEZONE",
+                        "NEXT RUN",
+                        "LAST BACKUP",
+                        "PHASE",
+                    ]);
+                    for (s, r) in cfg.schedules.iter().zip(&rows) {
+                        let next = r["nextRuns"][0].as_str().unwrap_or("-").to_string();
+                        let last = cfg_last(r);
+                        t.row(vec![
+                            s.name.clone(),
+                            s.cron.to_string(),
+                            s.timezone.to_string(),
+                            next,
+                            last.0,
+                            last.1,
+                        ]);
+                    }
+                    print!("{}", t.render());
+                }
+            }
+            Ok(0)
+        }
+        ScheduleCommand::Run { name } => {
+            let Some(s) = cfg.schedule(name) else {
+                let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "no schedule {name:?} in the config; schedules: {}",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            };
+            let req = setup::schedule_request(&cfg, s, jiff::Timestamp::now());
+            let conn =
+                setup::connect(&cfg, cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+            let ec2 = setup::open_ec2(&cfg, req.snapshot_volumes).await?;
+            match backup::run(&conn, &store, &req, ec2.as_ref(), &observers(cli)).await {
+                Ok(m) => {
+                    print_manifest(cli, &m, None);
+                    Ok(u8::try_from(m.phase.exit_code()).unwrap_or(1))
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!(
+                    "backup {} of schedule {name} failed; nothing was committed",
+                    req.name
+                ))),
+            }
+        }
+    }
+}
+
+/// The last backup's name and phase for the schedule table.
+fn cfg_last(row: &serde_json::Value) -> (String, String) {
+    let last = &row["lastBackup"];
+    (
+        last["name"].as_str().unwrap_or("-").to_string(),
+        last["phase"].as_str().unwrap_or("-").to_string(),
     )
 }

@@ -66,6 +66,37 @@ pub fn backup_request(cfg: &Config, name: &str) -> crate::backup::Request {
     req
 }
 
+/// The backup a schedule takes at `tick`: named `<schedule>-<UTC yyyymmddhhmmss>`, with the
+/// schedule's filters, snapshot setting and `maxAge` as the manifest's expiry.
+pub fn schedule_request(
+    cfg: &Config,
+    schedule: &config::Schedule,
+    tick: jiff::Timestamp,
+) -> crate::backup::Request {
+    let mut req = backup_request(cfg, &schedule.backup_name(tick));
+    req.schedule = Some(schedule.name.clone());
+    req.snapshot_volumes = schedule.snapshot_volumes_or(cfg.volumes.snapshots);
+    req.ttl = schedule.retention.max_age.map(config::Duration::as_std);
+    req.filters = crate::archive::manifest::Filters {
+        include_namespaces: schedule.include_namespaces.clone(),
+        exclude_namespaces: schedule.exclude_namespaces.clone(),
+        include_resources: schedule.include_resources.clone(),
+        exclude_resources: schedule.exclude_resources.clone(),
+        include_cluster_resources: schedule.include_cluster_resources.to_string(),
+        selector: schedule.selector.as_ref().map(ToString::to_string),
+        snapshot_volumes: req.snapshot_volumes,
+    };
+    req
+}
+
+/// A schedule's retention policy.
+pub fn retention_policy(schedule: &config::Schedule) -> crate::retention::Policy {
+    crate::retention::Policy {
+        keep_last: schedule.retention.keep_last,
+        max_age: schedule.retention.max_age.map(config::Duration::as_std),
+    }
+}
+
 /// A restore request with the config's volume settings.
 pub fn restore_request(cfg: &Config, name: &str, backup: &str) -> crate::restore::Request {
     let mut req = crate::restore::Request::new(name, backup);

@@ -669,16 +669,8 @@ async fn s3_failing_mid_upload_leaves_no_manifest_and_no_open_upload() {
     let proxy = FaultProxy::start(&moto.endpoint());
     let env = Env::new().await;
     // Incompressible data so that the archive needs several 8 MiB parts.
-    let mut seed = 1u64;
     for i in 0..40 {
-        let data: String = (0..700_000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                char::from(b'A' + (seed % 26) as u8)
-            })
-            .collect();
+        let data = lifeboat_testkit::incompressible(1 + i, 700_000);
         env.sim.seed_object(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("big-{i}"), "namespace": "default"}, "data": {"blob": data}})).unwrap();
     }
     let rule = proxy.add(

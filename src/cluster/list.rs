@@ -197,19 +197,19 @@ async fn fetch(
     token: Option<&str>,
     what: &str,
 ) -> Result<PageOutcome, ClusterError> {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.append_pair("limit", &req.page_size.to_string());
-    if let Some(t) = token {
-        query.append_pair("continue", t);
-    }
-    if let Some(s) = req.selector {
-        query.append_pair("labelSelector", s);
-    }
-    let uri = format!(
-        "{}?{}",
-        req.ty.collection_path(req.namespace),
-        query.finish()
-    );
+    // Built in a block: the serializer is not Send and must not live across an await.
+    let query = {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("limit", &req.page_size.to_string());
+        if let Some(t) = token {
+            q.append_pair("continue", t);
+        }
+        if let Some(s) = req.selector {
+            q.append_pair("labelSelector", s);
+        }
+        q.finish()
+    };
+    let uri = format!("{}?{query}", req.ty.collection_path(req.namespace));
     let request = http::Request::get(&uri)
         .header(http::header::ACCEPT, "application/json")
         .body(kube::client::Body::empty())

@@ -15,3 +15,17 @@ mod proxy;
 pub use cli::{Cli, Run, file_config, s3_config};
 pub use moto::{INSTALL_HINT, Moto};
 pub use proxy::{Action, BODY_RECORDED, FaultProxy, RequestRecord, Rule, RuleId};
+
+/// Text that zstd cannot shrink much (26 letters from a xorshift generator), for tests that
+/// need archives of several multipart parts.
+pub fn incompressible(seed: u64, len: usize) -> String {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + u8::try_from(x % 26).expect("below 26"))
+        })
+        .collect()
+}
