@@ -409,7 +409,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
             "no configuration: pass --config FILE or set LIFEBOAT_CONFIG (config/production.yaml is a documented example)"
         );
     };
-    Ok(Config::load(path)?)
+    let cfg = Config::load(path)?;
+    setup::refuse_unsupported(&cfg).map_err(anyhow::Error::msg)?;
+    Ok(cfg)
 }
 
 fn observers(cli: &Cli) -> Observers {

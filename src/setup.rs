@@ -15,6 +15,15 @@ use crate::report;
 use crate::store::{self, Store, StoreError};
 use crate::volumes::ec2;
 
+/// Refuses settings this build accepts in the file but cannot honour, so that nobody gets a
+/// plaintext backup believing it is encrypted.
+pub fn refuse_unsupported(cfg: &Config) -> Result<(), String> {
+    if !cfg.encryption.recipients.is_empty() {
+        return Err("encryption.recipients is set, but this build of lifeboat cannot encrypt archives yet: refusing to write unencrypted backups; remove encryption.recipients to back up without client-side encryption (use storage.serverSideEncryption for S3-side encryption)".into());
+    }
+    Ok(())
+}
+
 /// Storage settings from the config.
 pub fn store_settings(cfg: &Config) -> store::Settings {
     let s = &cfg.storage;

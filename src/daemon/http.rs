@@ -30,6 +30,13 @@ use tokio::net::TcpListener;
 use super::metrics::Metrics;
 
 /// How long a readiness result is reused by default.
+/// Liveness: the scheduler loop is alive (the chart's livenessProbe and startupProbe).
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: config loaded, storage and the API server reachable (the chart's readinessProbe).
+pub const READY_PATH: &str = "/ready";
+/// The Prometheus exposition (the chart's Service and ServiceMonitor).
+pub const METRICS_PATH: &str = "/metrics";
+
 pub const READY_CACHE: Duration = Duration::from_secs(5);
 
 /// How long a readiness check may take by default before it counts as failed.
@@ -239,7 +246,7 @@ pub async fn serve(
 
 async fn handle(state: &State, req: &Parts) -> Response<Full<Bytes>> {
     let path = req.uri.path();
-    if !matches!(path, "/healthz" | "/ready" | "/metrics") {
+    if ![HEALTHZ_PATH, READY_PATH, METRICS_PATH].contains(&path) {
         return text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /ready or /metrics\n",
@@ -255,8 +262,8 @@ async fn handle(state: &State, req: &Parts) -> Response<Full<Bytes>> {
         return res;
     }
     match path {
-        "/healthz" => probe(state.health.alive()),
-        "/ready" => probe(state.readiness().await),
+        HEALTHZ_PATH => probe(state.health.alive()),
+        READY_PATH => probe(state.readiness().await),
         _ => {
             let (body, content_type) = if wants_openmetrics(req) {
                 (
