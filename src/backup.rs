@@ -200,6 +200,7 @@ pub async fn run<E: Ec2>(
             archive_bytes: m.archive.size,
             seconds: clock.elapsed().as_secs_f64(),
             peak_rss_bytes: crate::events::peak_rss_bytes(),
+            cpu_seconds: crate::events::cpu_seconds(),
         }),
         Err(e) => observers.emit(&Event::BackupFailed {
             backup: req.name.clone(),

@@ -110,6 +110,8 @@ pub enum Event {
         seconds: f64,
         /// The process's peak resident memory so far (Linux), to see memory stay flat.
         peak_rss_bytes: Option<u64>,
+        /// CPU time the process has used so far, user plus system (Linux).
+        cpu_seconds: Option<f64>,
     },
     BackupFailed {
         backup: String,
@@ -142,6 +144,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+/// CPU seconds (user + system) this process has used, where the OS tells it.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start with the state.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 on every architecture lifeboat runs on.
+    Some(ticks as f64 / 100.0)
 }
 
 /// Receives events. Implementations must be cheap: they run inline with the backup.
@@ -290,6 +302,7 @@ impl Observer for LogObserver {
                 archive_bytes,
                 seconds,
                 peak_rss_bytes,
+                cpu_seconds,
             } => {
                 tracing::info!(
                     backup,
@@ -298,6 +311,7 @@ impl Observer for LogObserver {
                     archive_bytes,
                     seconds,
                     peak_rss_bytes,
+                    cpu_seconds,
                     "backup finished"
                 );
             }

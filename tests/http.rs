@@ -299,6 +299,7 @@ fn run_quick(metrics: &Arc<Metrics>) {
             archive_bytes: 660_000,
             seconds: 4.2,
             peak_rss_bytes: None,
+            cpu_seconds: None,
         },
     ] {
         o.event(&event);

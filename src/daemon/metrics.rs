@@ -390,6 +390,7 @@ mod tests {
             archive_bytes: bytes,
             seconds,
             peak_rss_bytes: Some(50 << 20),
+            cpu_seconds: Some(1.5),
         }
     }
 
