@@ -360,7 +360,17 @@ fn init_logging(cli: &Cli) {
                 Box::new(std::io::stderr())
             }
         })
-        .with_target(false);
+        .with_target(false)
+        // Colour codes only for a person at a terminal: in `kubectl logs`, CloudWatch or a
+        // file they are noise. NO_COLOR (no-color.org) turns them off there too.
+        .with_ansi({
+            let terminal = if daemon {
+                std::io::stdout().is_terminal()
+            } else {
+                std::io::stderr().is_terminal()
+            };
+            terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        });
     match cli.log_format {
         LogFormat::Json => builder
             .json()

@@ -40,6 +40,13 @@ pub fn store_settings(cfg: &Config) -> store::Settings {
             config::ChecksumMode::WhenSupported => store::ChecksumMode::WhenSupported,
             config::ChecksumMode::WhenRequired => store::ChecksumMode::WhenRequired,
         },
+        object_lock: s.object_lock.map(|l| store::ObjectLock {
+            mode: match l.mode {
+                config::ObjectLockMode::Governance => store::ObjectLockMode::Governance,
+                config::ObjectLockMode::Compliance => store::ObjectLockMode::Compliance,
+            },
+            retain_days: l.retain_days,
+        }),
         ..store::Settings::default()
     }
 }
@@ -259,7 +266,7 @@ pub fn compression(cfg: &Config) -> CompressionOptions {
     CompressionOptions {
         level: cfg.archive.compression_level,
         window_log: cfg.archive.window_log,
-        long_distance_matching: true,
+        long_distance_matching: cfg.archive.long_distance_matching,
         workers: cfg.archive.compression_workers,
     }
 }

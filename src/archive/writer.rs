@@ -11,10 +11,11 @@
 //! OS thread between two bounded channels, and memory is bounded by the channel capacities.
 
 use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::layout::{self, EntryPath};
 use super::reader::ArchiveError;
@@ -32,17 +33,22 @@ pub const MAX_WINDOW_LOG: u32 = 27;
 /// them by the store.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
+/// Most object bytes queued for the writer thread, whatever their number: a queue of 256
+/// ConfigMaps near the 1.5 MiB etcd limit would otherwise hold 384 MiB. One object larger than
+/// this still goes through, alone.
+pub const QUEUE_BYTES: usize = 16 << 20;
+
 /// How the tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressionOptions {
-    /// zstd level. 3 is zstd's default: most of the gain of higher levels on JSON comes from
-    /// the long window, not from the level.
+    /// zstd level. 3 is zstd's default and its best speed for the size on API objects.
     pub level: i32,
-    /// log2 of the window. 27 (128 MiB) lets repeated objects across namespaces (one chart, many
-    /// tenants) compress against each other, and is the largest that `zstd -d` reads without
-    /// flags; larger values are refused.
+    /// log2 of the window. Entries are grouped by type, so the objects one chart deploys into
+    /// many namespaces sit within a few MiB of each other and 24 (16 MiB) finds them; at most
+    /// 27, the largest window `zstd -d` reads without flags.
     pub window_log: u32,
-    /// zstd's long-distance matcher, which finds those repeats across the whole window cheaply.
+    /// zstd's long-distance matcher: for windows far larger than the distance between
+    /// repeats it saves little and costs about as much CPU again as the rest of compression.
     pub long_distance_matching: bool,
     /// zstd worker threads; 0 compresses on the writer's own thread. Output differs between 0
     /// and any non-zero value (but not between non-zero values).
@@ -53,8 +59,8 @@ impl Default for CompressionOptions {
     fn default() -> Self {
         CompressionOptions {
             level: 3,
-            window_log: MAX_WINDOW_LOG,
-            long_distance_matching: true,
+            window_log: 24,
+            long_distance_matching: false,
             workers: 0,
         }
     }
@@ -305,6 +311,8 @@ enum Message {
     Entry {
         path: String,
         data: Vec<u8>,
+        /// This object's share of [`QUEUE_BYTES`], given back once it is written.
+        _queued: OwnedSemaphorePermit,
     },
     /// Sent by [`WriterHandle::finish`]: complete the archive once every sink is gone.
     Finish,
@@ -314,7 +322,9 @@ enum Message {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Message::Entry { path, data } => write!(f, "Entry({path}, {} bytes)", data.len()),
+            Message::Entry { path, data, .. } => {
+                write!(f, "Entry({path}, {} bytes)", data.len())
+            }
             Message::Finish => f.write_str("Finish"),
         }
     }
@@ -325,18 +335,29 @@ impl std::fmt::Debug for Message {
 #[derive(Debug, Clone)]
 pub struct EntrySink {
     tx: mpsc::Sender<Message>,
+    queued_bytes: Arc<Semaphore>,
 }
 
 impl EntrySink {
-    /// Queues one object; waits while the writer is `entry_capacity` objects behind.
+    /// Queues one object; waits while the writer is `entry_capacity` objects or
+    /// [`QUEUE_BYTES`] behind.
     ///
     /// Fails with [`ArchiveError::UnsafePath`] for a path outside the layout (the writer is
     /// unaffected), and with [`ArchiveError::WriterGone`] once the writer has stopped:
     /// [`WriterHandle::finish`] then says why.
     pub async fn send(&self, path: String, data: Vec<u8>) -> Result<(), ArchiveError> {
         check_object_path(&path)?;
+        let share = u32::try_from(data.len().clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let queued = Arc::clone(&self.queued_bytes)
+            .acquire_many_owned(share)
+            .await
+            .map_err(|_| ArchiveError::WriterGone)?;
         self.tx
-            .send(Message::Entry { path, data })
+            .send(Message::Entry {
+                path,
+                data,
+                _queued: queued,
+            })
             .await
             .map_err(|_| ArchiveError::WriterGone)
     }
@@ -364,7 +385,8 @@ impl WriterHandle {
 
 /// Starts an archive writer on a dedicated OS thread.
 ///
-/// Objects go in through the [`EntrySink`] (at most `entry_capacity` queued); compressed bytes
+/// Objects go in through the [`EntrySink`] (at most `entry_capacity` objects and
+/// [`QUEUE_BYTES`] queued); compressed bytes
 /// come out of the receiver as [`CHUNK_SIZE`] chunks (at most `chunk_capacity` queued), the last
 /// one shorter. Memory is bounded by those capacities (plus the [`RECV_BATCH`] objects the
 /// writer takes at once) and zstd's window, never by the number of objects.
@@ -395,7 +417,10 @@ pub fn spawn(
         tracing::error!(error = %e, "cannot start the archive writer thread");
     }
     (
-        EntrySink { tx: entry_tx },
+        EntrySink {
+            tx: entry_tx,
+            queued_bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
+        },
         chunk_rx,
         WriterHandle { result: result_rx },
     )
@@ -430,7 +455,7 @@ fn run(
         }
         for message in batch.drain(..) {
             match message {
-                Message::Entry { path, data } => {
+                Message::Entry { path, data, .. } => {
                     writer.append(&path, &data).map_err(write_error)?;
                 }
                 Message::Finish => finish = true,

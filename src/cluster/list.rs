@@ -32,6 +32,8 @@ pub struct ListRequest<'a> {
     pub namespace: Option<&'a str>,
     /// A label selector, applied by the server.
     pub selector: Option<&'a str>,
+    /// The most objects asked for per page; pages of large objects ask for fewer (see
+    /// [`PAGE_BYTES`]).
     pub page_size: u32,
     /// How long one page may take before it counts as a (retryable) timeout.
     pub page_timeout: Duration,
@@ -103,6 +105,27 @@ enum PageOutcome {
     },
 }
 
+/// About how many bytes of objects one page should bring. A list holds its page twice while
+/// it is parsed (the answer and the objects taken from it) and four types are listed at once,
+/// so pages of 500 large objects (CRDs, Helm release Secrets, dashboards in ConfigMaps) were
+/// what made memory grow with the cluster. After each page the next one asks for about this
+/// many bytes' worth of objects at the average size seen so far.
+pub const PAGE_BYTES: u64 = 4 << 20;
+
+/// Objects asked for by the first page of a type, before its object size is known.
+const FIRST_PAGE: u32 = 20;
+
+/// The limit of the next page: [`PAGE_BYTES`] worth of objects of the average size seen.
+fn next_limit(max: u32, objects: u64, bytes: u64) -> u32 {
+    if objects == 0 {
+        return max.min(FIRST_PAGE);
+    }
+    let average = (bytes / objects).max(1);
+    u32::try_from(PAGE_BYTES / average)
+        .unwrap_or(u32::MAX)
+        .clamp(1, max.max(1))
+}
+
 /// Lists every object of a type page by page, handing each page to `on_page` (which returns
 /// `false` to stop early). Returns how many objects were handed over.
 pub async fn list_pages<F, Fut>(
@@ -122,7 +145,10 @@ where
     let mut last_key: Option<String> = None;
     let mut skip_through: Option<String> = None;
     let mut count = 0u64;
+    // Objects and bytes seen, for the size of the next page.
+    let (mut seen, mut seen_bytes) = (0u64, 0u64);
     loop {
+        let limit = next_limit(req.page_size, seen, seen_bytes);
         let what = format!(
             "list {resource}{}",
             req.namespace
@@ -130,7 +156,7 @@ where
                 .unwrap_or_default()
         );
         let outcome = retry::with_retry(policy, &what, observers, || {
-            fetch(client, req, token.as_deref(), &what)
+            fetch(client, req, limit, token.as_deref(), &what)
         })
         .await?;
         let fetched = match outcome {
@@ -166,6 +192,8 @@ where
             }
         };
         let mut objects = fetched.objects;
+        seen += objects.len() as u64;
+        seen_bytes += objects.iter().map(|o| o.json.len() as u64).sum::<u64>();
         if let Some(bound) = &skip_through {
             objects.retain(|o| etcd_key(o) > *bound);
         }
@@ -194,13 +222,14 @@ fn etcd_key(o: &ListedObject) -> String {
 async fn fetch(
     client: &kube::Client,
     req: &ListRequest<'_>,
+    limit: u32,
     token: Option<&str>,
     what: &str,
 ) -> Result<PageOutcome, ClusterError> {
     // Built in a block: the serializer is not Send and must not live across an await.
     let query = {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("limit", &req.page_size.to_string());
+        q.append_pair("limit", &limit.to_string());
         if let Some(t) = token {
             q.append_pair("continue", t);
         }
@@ -321,28 +350,42 @@ fn parse_page(bytes: &[u8], ty: &ResourceType) -> Result<Fetched, String> {
 
 /// Removes insignificant whitespace from JSON text (servers send compact JSON; proxies and
 /// test servers may not), leaving strings untouched.
+///
+/// Most of an object's bytes are inside strings, which are copied whole: memchr finds their
+/// ends, so the byte-at-a-time loop only runs over the short runs of structure between them.
+/// This was the largest cost of a backup after compression (docs/benchmarks.md).
 pub fn minify(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            if b == b'"' {
-                in_string = true;
-            }
-            out.push(b);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let quote = memchr::memchr(b'"', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+        out.extend(
+            bytes[at..quote]
+                .iter()
+                .filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')),
+        );
+        if quote == bytes.len() {
+            break;
         }
+        let end = string_end(bytes, quote + 1);
+        out.extend_from_slice(&bytes[quote..end]);
+        at = end;
     }
     out
+}
+
+/// The index just past the closing quote of the string whose contents start at `from` (the
+/// end of the text if it is unterminated).
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(i) = memchr::memchr2(b'"', b'\\', &bytes[from.min(bytes.len())..]) {
+        let at = from + i;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        from = at + 2;
+    }
+    bytes.len()
 }
 
 /// `{"apiVersion":..,"kind":..,` + the rest of a compact object.
@@ -385,6 +428,23 @@ mod tests {
     }
 
     #[test]
+    fn minify_matches_a_json_serializer_on_pretty_printed_objects() {
+        let objects = [
+            serde_json::json!({"a": {"b": [1, 2.5, null, true]}, "s": "sp ace\ttab\nnl \"q\" \\"}),
+            serde_json::json!({"": "", "e": {}, "l": [], "u": "\u{e9}\u{1f600}", "k": "\\\\\""}),
+            serde_json::json!(["x", {"y": "a\\\"b"}, -0.0, 1e30]),
+        ];
+        for v in objects {
+            let compact = serde_json::to_string(&v).unwrap();
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            assert_eq!(String::from_utf8(minify(&pretty)).unwrap(), compact);
+            assert_eq!(String::from_utf8(minify(&compact)).unwrap(), compact);
+        }
+        // Truncated input ends without a panic, keeping what there was.
+        assert_eq!(minify("{\"a\" : \"b\\"), b"{\"a\":\"b\\");
+    }
+
+    #[test]
     fn pages_get_type_meta_and_keep_every_field() {
         let page = br#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"tok"},
             "items":[{"metadata":{"name":"a","namespace":"ns","uid":"u"},"data":{"k":"v \u00e9"}},
@@ -398,6 +458,16 @@ mod tests {
         assert_eq!(a["data"]["k"], "v é");
         assert_eq!(fetched.objects[1].name, "b\"q");
         assert_eq!(fetched.objects[1].namespace.as_deref(), Some("ns"));
+    }
+
+    #[test]
+    fn pages_of_large_objects_ask_for_fewer() {
+        assert_eq!(next_limit(500, 0, 0), 20, "first page");
+        assert_eq!(next_limit(10, 0, 0), 10, "a smaller configured size wins");
+        assert_eq!(next_limit(500, 100, 100 * 1024), 500, "1 KiB objects: full pages");
+        assert_eq!(next_limit(500, 100, 100 * 64 * 1024), 64, "64 KiB objects");
+        assert_eq!(next_limit(500, 10, 10 * (6 << 20)), 1, "never below one object");
+        assert_eq!(next_limit(0, 10, 10), 1, "never zero, which means no limit");
     }
 
     #[test]
