@@ -4,4 +4,5 @@
 pub mod layout;
 pub mod manifest;
 pub mod reader;
+pub mod seal;
 pub mod writer;

@@ -14,8 +14,9 @@ use futures::StreamExt as _;
 
 use crate::archive::layout;
 use crate::archive::manifest::{
-    self, ArchiveInfo, ClusterInfo, Filters, Issue, Manifest, Phase, VolumesInfo,
+    self, ArchiveInfo, ClusterInfo, EncryptionInfo, Filters, Issue, Manifest, Phase, VolumesInfo,
 };
+use crate::archive::seal::Recipients;
 use crate::archive::writer::{self, CompressionOptions, EntrySink};
 use crate::cluster::discovery::{self, ResourceType};
 use crate::cluster::list::{self, ListRequest, ListedObject};
@@ -55,6 +56,8 @@ pub struct Request {
     /// Retention: the manifest's `expiresAt` is the start plus this.
     pub ttl: Option<Duration>,
     pub compression: CompressionOptions,
+    /// Encrypt the archive and the run log to these age recipients (`encryption.recipients`).
+    pub recipients: Option<Recipients>,
     /// Resource types listed at the same time.
     pub concurrency: usize,
     pub page_size: u32,
@@ -80,6 +83,7 @@ impl Request {
             },
             ttl: None,
             compression: CompressionOptions::default(),
+            recipients: None,
             concurrency: 4,
             page_size: 500,
             retry: Policy::default(),
@@ -260,8 +264,24 @@ async fn run_inner<E: Ec2>(
     });
 
     let key = archive_key(&req.name);
+    // A killed earlier run of this name may have left its upload open (no manifest, so the
+    // name is free): S3 keeps, and bills, such an upload until a lifecycle rule removes it.
+    match store.abort_uploads(&key).await {
+        Ok(0) => {}
+        Ok(n) => observers.emit(&Event::Warning {
+            resource: key.clone(),
+            message: format!(
+                "aborted {n} unfinished upload(s) left by an interrupted earlier run of this backup"
+            ),
+        }),
+        Err(e) => observers.emit(&Event::Warning {
+            resource: key.clone(),
+            message: format!("unfinished uploads of an earlier run could not be aborted: {e}"),
+        }),
+    }
     let mtime = u64::try_from(started_at.as_second()).unwrap_or(0);
-    let (sink, mut chunks, handle) = writer::spawn(req.compression, mtime, 256, 8);
+    let (sink, mut chunks, handle) =
+        writer::spawn_sealed(req.compression, req.recipients.clone(), mtime, 256, 8);
 
     // The upload runs while the archive is written; its failure stops the writer (its chunk
     // receiver goes away), which stops the listers. It is completed only when told the archive
@@ -375,7 +395,10 @@ async fn run_inner<E: Ec2>(
             size: summary.size,
             sha256: summary.sha256,
             compression: "zstd".into(),
-            encryption: None,
+            encryption: req.recipients.as_ref().map(|r| EncryptionInfo {
+                scheme: "age".into(),
+                recipients: r.public_keys().to_vec(),
+            }),
         },
         volumes,
         errors: tally.errors,
@@ -387,9 +410,14 @@ async fn run_inner<E: Ec2>(
         lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     // The run log goes first, the manifest last: the manifest is the commit marker.
-    store
-        .put(&log_key(&req.name), Bytes::from(run_log.finish()))
-        .await?;
+    // The log names objects and quotes API errors: sealed like the archive when encrypting.
+    let log = match &req.recipients {
+        Some(r) => r
+            .seal_bytes(&run_log.finish())
+            .map_err(|e| BackupError::Archive(format!("encrypting the run log: {e}")))?,
+        None => run_log.finish(),
+    };
+    store.put(&log_key(&req.name), Bytes::from(log)).await?;
     store
         .put(&manifest_key(&req.name), Bytes::from(manifest.to_json()))
         .await?;

@@ -194,6 +194,29 @@ impl Default for ArchiveConfig {
 }
 
 /// Every key pattern of the file format (`storage.url`, `schedules[].retention.keepLast`),
+/// in the order the types declare them. Docs checks and tests read the format's keys from
+/// here rather than keeping lists of their own.
+pub fn key_paths() -> &'static [String] {
+    known_keys()
+}
+
+/// The key names of the file format, each once (`url`, `keepLast`, ...), from [`key_paths`].
+pub fn key_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for path in known_keys() {
+        let name = path
+            .rsplit('.')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches("[]");
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Every key pattern of the file format (`storage.url`, `schedules[].retention.keepLast`),
 /// read off a config with every optional part set, so the list cannot drift from the types.
 /// In the order the types declare them, which is the order hints list them in.
 fn known_keys() -> &'static [String] {

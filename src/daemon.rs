@@ -78,6 +78,9 @@ pub async fn run(
     for s in &cfg.schedules {
         metrics.init_schedule(&s.name);
         metrics.set_schedule_interval(&s.name, longest_interval(s));
+        if cfg.server.verify_after_backup {
+            metrics.init_verifications(&s.name);
+        }
     }
     // The last success of each schedule comes from the bucket, so that a restart does not look
     // like a schedule that never succeeded.
@@ -291,7 +294,7 @@ async fn scheduled_run(shared: Arc<Shared>, schedule: String, tick: jiff::Timest
             .with(shared.metrics.observer(&schedule));
         // The outcome is reported through the observers (logs, metrics); a failed run left
         // nothing behind, and the next tick tries again.
-        let _ = backup::run(
+        let made = backup::run(
             &shared.conn,
             &shared.store,
             &req,
@@ -299,12 +302,49 @@ async fn scheduled_run(shared: Arc<Shared>, schedule: String, tick: jiff::Timest
             &observers,
         )
         .await;
+        let cancelled = *shared.cancel.borrow();
+        if let Ok(m) = &made
+            && shared.cfg.server.verify_after_backup
+            && !cancelled
+        {
+            verify(&shared, &m.name, &observers).await;
+        }
         if !*shared.cancel.borrow() {
             prune(&shared, &schedule).await;
         }
     }
     .instrument(span)
     .await;
+}
+
+/// Verifies a backup just made (`server.verifyAfterBackup`). The verdict is only reported (a
+/// log line and `lifeboat_verifications_total`): a backup that fails is kept, since it may be
+/// the only one there is and an operator should look at it before anything is deleted.
+async fn verify(shared: &Shared, backup: &str, observers: &Observers) {
+    let mut req = crate::verify::Request::new(backup);
+    req.identity_file
+        .clone_from(&shared.cfg.encryption.identity_file);
+    let run = crate::verify::run(&shared.store, &req, shared.ec2.as_ref(), observers);
+    // A shutdown past its grace period stops a verification as it cancels a backup: stopping
+    // it changes nothing, and the backup stays as it was made.
+    let outcome = tokio::select! {
+        r = run => r,
+        () = wait_for(shared.cancel.clone()) => {
+            tracing::info!(backup, "verification stopped by the shutdown");
+            return;
+        }
+    };
+    if let Err(e) = outcome {
+        // The manifest could not even be read back: as much a failed verification as a
+        // corrupt archive, and counted as one.
+        observers.emit(&crate::events::Event::VerifyFinished {
+            backup: backup.to_string(),
+            phase: crate::verify::Phase::Failed,
+            objects: 0,
+            problems: vec![format!("manifest: {e}")],
+            seconds: 0.0,
+        });
+    }
 }
 
 /// Applies a schedule's retention and reports it.
@@ -330,6 +370,19 @@ async fn prune(shared: &Shared, schedule: &str) {
             for e in &outcome.failed {
                 tracing::warn!(schedule, backup = %e.name, error = %e.reason, "retention could not delete a backup; it is tried again next time");
             }
+            for l in &outcome.locked {
+                // Info, not a warning: the lock is configured protection doing its job.
+                tracing::info!(
+                    schedule,
+                    backup = %l.name,
+                    reason = %l.reason,
+                    lock_mode = l.lock.mode.map(crate::store::ObjectLockMode::as_str),
+                    locked_until = l.lock.until.map(tracing::field::display),
+                    legal_hold = l.lock.legal_hold,
+                    "retention kept a backup under S3 Object Lock ({}); it is deleted on the first run after the lock ends",
+                    l.lock
+                );
+            }
             for d in &outcome.debris {
                 tracing::info!(schedule, backup = %d, "removed the remains of a run that never finished");
             }
@@ -339,6 +392,9 @@ async fn prune(shared: &Shared, schedule: &str) {
             shared
                 .metrics
                 .retention(schedule, "failed", outcome.failed.len() as u64);
+            shared
+                .metrics
+                .retention(schedule, "locked", outcome.locked.len() as u64);
         }
         Err(e) => tracing::warn!(schedule, error = %e, "retention could not list the backups"),
     }

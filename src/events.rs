@@ -117,6 +117,15 @@ pub enum Event {
         backup: String,
         message: String,
     },
+    /// `backup verify` (or the daemon's `server.verifyAfterBackup`) checked a backup.
+    VerifyFinished {
+        backup: String,
+        phase: crate::verify::Phase,
+        objects: u64,
+        /// Each problem as `what: message`; empty when verified.
+        problems: Vec<String>,
+        seconds: f64,
+    },
 }
 
 impl Event {
@@ -124,6 +133,7 @@ impl Event {
         match self {
             Event::VolumeSnapshot { result, .. } => result != "completed",
             Event::VolumeRestore { result, .. } => result != "created",
+            Event::VerifyFinished { phase, .. } => *phase != crate::verify::Phase::Verified,
             Event::DiscoveryFailed { .. }
             | Event::TypeFailed { .. }
             | Event::Warning { .. }
@@ -317,6 +327,34 @@ impl Observer for LogObserver {
             }
             Event::BackupFailed { backup, message } => {
                 tracing::error!(backup, message, "backup failed");
+            }
+            Event::VerifyFinished {
+                backup,
+                phase,
+                objects,
+                problems,
+                seconds,
+            } => {
+                if problems.is_empty() {
+                    tracing::info!(
+                        backup,
+                        phase = phase.as_str(),
+                        objects,
+                        seconds,
+                        "backup verified"
+                    );
+                } else {
+                    // One line per problem would scatter one verdict; the joined list keeps it
+                    // whole for log searches.
+                    tracing::warn!(
+                        backup,
+                        phase = phase.as_str(),
+                        objects,
+                        seconds,
+                        problems = problems.join("; "),
+                        "backup verification failed"
+                    );
+                }
             }
         }
     }

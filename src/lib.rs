@@ -22,4 +22,5 @@ pub mod restore;
 pub mod retention;
 pub mod setup;
 pub mod store;
+pub mod verify;
 pub mod volumes;

@@ -35,6 +35,11 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `2026-11-28 02:00:05 UTC`: an instant in text output.
+pub fn timestamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// The time between two instants, never negative.
 pub fn between(from: jiff::Timestamp, to: jiff::Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()

@@ -62,6 +62,9 @@ pub struct Request {
     pub volume_wait_timeout: Duration,
     /// How long a restored CRD may take to become Established.
     pub crd_timeout: Duration,
+    /// The age identity file that opens an encrypted backup (`--identity-file`,
+    /// `encryption.identityFile`); read only when the backup is encrypted.
+    pub identity_file: Option<std::path::PathBuf>,
 }
 
 impl Request {
@@ -79,6 +82,7 @@ impl Request {
             volume_concurrency: 8,
             volume_wait_timeout: Duration::from_mins(30),
             crd_timeout: Duration::from_mins(1),
+            identity_file: None,
         }
     }
 }
@@ -111,6 +115,30 @@ pub enum RestoreError {
     InvalidName(String),
     #[error("reading the archive: {0}")]
     Read(String),
+    #[error(
+        "backup {backup:?} is encrypted with age (recipients {recipients}): pass --identity-file (or set encryption.identityFile) to the identity of one of them; nothing was written"
+    )]
+    Encrypted { backup: String, recipients: String },
+    #[error("{0}; nothing was written")]
+    Identity(#[from] crate::archive::seal::SealError),
+}
+
+/// The identities that open `manifest`'s archive: none for a plain backup; for an encrypted
+/// one, read from `identity_file`, which is then required.
+pub fn identities_for(
+    manifest: &Manifest,
+    identity_file: Option<&std::path::Path>,
+) -> Result<Option<crate::archive::seal::Identities>, RestoreError> {
+    let Some(enc) = &manifest.archive.encryption else {
+        return Ok(None);
+    };
+    let Some(path) = identity_file else {
+        return Err(RestoreError::Encrypted {
+            backup: manifest.name.clone(),
+            recipients: enc.recipients.join(", "),
+        });
+    };
+    Ok(Some(crate::archive::seal::Identities::load(path)?))
 }
 
 /// Runs a restore into `target`. `ec2` recreates volumes from snapshots; without it a backup with
@@ -145,7 +173,8 @@ pub async fn run_with_plan<E: Ec2>(
     });
     let manifest = catalog::manifest(store, &req.backup).await?;
     let volumes = read_volumes(store, &manifest).await?;
-    let mut plan = read_plan(store, &manifest, &req.selection).await?;
+    let identities = identities_for(&manifest, req.identity_file.as_deref())?;
+    let mut plan = read_plan(store, &manifest, &req.selection, identities).await?;
 
     let client = &target.client;
     let mut types = discovery::discover(client, observers).await?;
@@ -208,6 +237,8 @@ pub async fn run_with_plan<E: Ec2>(
     }
 
     let mut failed_pvs: HashMap<usize, String> = HashMap::new();
+    // PVs whose volume an interrupted earlier run of this restore had created: said on their item.
+    let mut reused_pvs: HashMap<usize, String> = HashMap::new();
     if let (Some(ec2), false) = (ec2, jobs.is_empty()) {
         let mut opts = volrestore::Options::new(&req.name);
         opts.concurrency = req.volume_concurrency;
@@ -243,6 +274,14 @@ pub async fn run_with_plan<E: Ec2>(
                         &o.job.zone,
                     );
                     plan.replace(i, &pv).map_err(PlanError::Spool)?;
+                    if o.reused {
+                        reused_pvs.insert(
+                            i,
+                            format!(
+                                "its volume {id} was created by an interrupted run of this restore and is reused"
+                            ),
+                        );
+                    }
                     rv.new_volume_id = Some(id);
                 }
                 Err(e) => {
@@ -276,7 +315,7 @@ pub async fn run_with_plan<E: Ec2>(
             .collect();
         let outcomes: Vec<(usize, Item, Option<String>)> = futures::stream::iter(indexes)
             .map(|i| {
-                let (plan, types, writer, failed_pvs, existing_pvs) = (&plan, &types, &writer, &failed_pvs, &existing_pvs);
+                let (plan, types, writer, failed_pvs, existing_pvs, reused_pvs) = (&plan, &types, &writer, &failed_pvs, &existing_pvs, &reused_pvs);
                 async move {
                     let p = &plan.items[i];
                     if let Some(why) = failed_pvs.get(&i) {
@@ -288,7 +327,10 @@ pub async fn run_with_plan<E: Ec2>(
                     // With a namespace mapping the restore is a copy: existing cluster-scoped
                     // objects belong to the original and are never overwritten.
                     let policy = if p.namespace.is_none() && !req.selection.namespace_mapping.is_empty() { ExistingPolicy::None } else { req.existing };
-                    let (it, uid) = apply_one(plan, p, types, writer, policy).await;
+                    let (mut it, uid) = apply_one(plan, p, types, writer, policy).await;
+                    if let Some(note) = reused_pvs.get(&i).filter(|_| matches!(it.action, Action::Created)) {
+                        it.message = Some(note.clone());
+                    }
                     (i, it, uid)
                 }
             })
@@ -346,10 +388,22 @@ async fn read_volumes(store: &Store, manifest: &Manifest) -> Result<VolumesFile,
     let Some(v) = catalog::volumes(store, manifest).await? else {
         return Ok(VolumesFile::new(Vec::new()));
     };
-    serde_json::from_value(v).map_err(|e| RestoreError::Volumes {
+    let file: VolumesFile = serde_json::from_value(v).map_err(|e| RestoreError::Volumes {
         backup: manifest.name.clone(),
         message: e.to_string(),
-    })
+    })?;
+    // A newer format may change what a record means: better no restore than a wrong volume.
+    if file.format_version > crate::volumes::record::FORMAT_VERSION {
+        return Err(RestoreError::Volumes {
+            backup: manifest.name.clone(),
+            message: format!(
+                "it is in format {}, newer than this lifeboat understands ({}); upgrade lifeboat to restore it",
+                file.format_version,
+                crate::volumes::record::FORMAT_VERSION
+            ),
+        });
+    }
+    Ok(file)
 }
 
 /// Streams the archive from storage into the planner, which runs on a blocking thread.
@@ -357,6 +411,7 @@ async fn read_plan(
     store: &Store,
     manifest: &Manifest,
     selection: &Selection,
+    identities: Option<crate::archive::seal::Identities>,
 ) -> Result<Plan, RestoreError> {
     let mut stream = store.get_stream(&manifest.archive.key).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
@@ -378,6 +433,7 @@ async fn read_plan(
             },
             &manifest,
             &selection,
+            identities.as_ref(),
         )
     })
     .await
@@ -497,6 +553,12 @@ async fn reconcile_existing_pvs(
                 pvc["spec"]["volumeName"] = json!(new_name);
                 plan.replace(k, &pvc).map_err(PlanError::Spool)?;
             }
+        }
+        // A rerun of a restore that renamed this PV (interrupted, or run again) finds its
+        // renamed PV: it is left alone like any PV already there. Creating a volume for it
+        // would orphan that volume, since the PV pointing at it could not be created.
+        if let Some(live) = writer.get(&pv_type, "v1", None, &new_name).await? {
+            existing.insert(i, live);
         }
     }
     Ok(existing)

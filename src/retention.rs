@@ -2,13 +2,17 @@
 //! and deleting them with their snapshots, manifest first. The newest Completed backup of a
 //! schedule is never deleted, whatever the policy says: retention must never leave a schedule
 //! without a good backup.
+//!
+//! A backup still under S3 Object Lock is kept and reported as locked, with its date, rather
+//! than failing the run: the lock is the operator's decision, not an error, and the backup is
+//! deleted on the first run after the lock ends (see [`catalog::delete`] for how).
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::archive::manifest::{Phase, Summary};
-use crate::catalog::{self, Incomplete};
+use crate::catalog::{self, CatalogError, Incomplete, Lock};
 use crate::store::Store;
 use crate::volumes::ec2::Ec2;
 
@@ -66,12 +70,24 @@ pub fn decide(backups: &[Summary], policy: Policy, now: jiff::Timestamp) -> Vec<
     out
 }
 
+/// A backup the policy deletes but S3 Object Lock still protects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Locked {
+    pub name: String,
+    /// Why the policy deletes it.
+    pub reason: String,
+    #[serde(flatten)]
+    pub lock: Lock,
+}
+
 /// What applying retention did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     pub deleted: Vec<Expired>,
     /// Backups that could not be deleted, and why (they are tried again next time).
     pub failed: Vec<Expired>,
+    /// Backups kept, whole, because their objects are still locked; deleted once the lock ends.
+    pub locked: Vec<Locked>,
     /// Directories of runs that died before their manifest, cleaned up.
     pub debris: Vec<String>,
 }
@@ -80,8 +96,10 @@ pub struct Outcome {
 /// run rather than a backup still being written.
 pub const DEBRIS_AGE: Duration = Duration::from_hours(6);
 
-/// Applies a schedule's policy: deletes what [`decide`] says, and the debris of runs that died
-/// before their manifest. With `dry_run` only reports.
+/// Applies a schedule's policy: deletes what [`decide`] says, except what is still locked, and
+/// the debris of runs that died before their manifest. With `dry_run` only reports (the locks
+/// are read all the same, so a dry run shows what stays locked and until when). A lock never
+/// fails the run.
 pub async fn apply<E: Ec2>(
     store: &Store,
     ec2: Option<&E>,
@@ -98,12 +116,26 @@ pub async fn apply<E: Ec2>(
     let mut outcome = Outcome::default();
     if !policy.is_empty() {
         for e in decide(&mine, policy, now) {
-            if dry_run {
-                outcome.deleted.push(e);
-                continue;
-            }
-            match catalog::delete(store, &e.name, ec2).await {
-                Ok(_) => outcome.deleted.push(e),
+            // A real delete checks the locks itself, before it deletes anything.
+            let result = if dry_run {
+                match catalog::lock(store, &e.name, now).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(lock)) => Err(CatalogError::Locked {
+                        name: e.name.clone(),
+                        lock,
+                    }),
+                    Err(err) => Err(err),
+                }
+            } else {
+                catalog::delete(store, &e.name, ec2).await.map(|_| ())
+            };
+            match result {
+                Ok(()) => outcome.deleted.push(e),
+                Err(CatalogError::Locked { lock, .. }) => outcome.locked.push(Locked {
+                    name: e.name,
+                    reason: e.reason,
+                    lock,
+                }),
                 Err(err) => outcome.failed.push(Expired {
                     name: e.name,
                     reason: err.to_string(),
@@ -115,10 +147,16 @@ pub async fn apply<E: Ec2>(
         .into_iter()
         .filter(|i| is_debris(&i.name, schedule, now))
     {
-        if !dry_run && catalog::delete(store, &name, ec2).await.is_err() {
-            continue;
+        // Debris that cannot go yet (locked, or a failure) is tried again next time; it is
+        // not a backup, so it is not reported.
+        let gone = if dry_run {
+            matches!(catalog::lock(store, &name, now).await, Ok(None))
+        } else {
+            catalog::delete(store, &name, ec2).await.is_ok()
+        };
+        if gone {
+            outcome.debris.push(name);
         }
-        outcome.debris.push(name);
     }
     Ok(outcome)
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::archive::manifest::Manifest;
+use crate::archive::seal::Recipients;
 use crate::archive::writer::CompressionOptions;
 use crate::cluster::{self, ClusterError, Connection};
 use crate::config::{self, Config};
@@ -15,13 +16,12 @@ use crate::report;
 use crate::store::{self, Store, StoreError};
 use crate::volumes::ec2;
 
-/// Refuses settings this build accepts in the file but cannot honour, so that nobody gets a
-/// plaintext backup believing it is encrypted.
-pub fn refuse_unsupported(cfg: &Config) -> Result<(), String> {
-    if !cfg.encryption.recipients.is_empty() {
-        return Err("encryption.recipients is set, but this build of lifeboat cannot encrypt archives yet: refusing to write unencrypted backups; remove encryption.recipients to back up without client-side encryption (use storage.serverSideEncryption for S3-side encryption)".into());
-    }
-    Ok(())
+/// Checks what the config's checks cannot: that every `encryption.recipients` key is one age
+/// can encrypt to. A backup must never go out unencrypted because a key was unusable.
+pub fn check_encryption(cfg: &Config) -> Result<(), String> {
+    Recipients::from_config(&cfg.encryption.recipients)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Storage settings from the config.
@@ -76,6 +76,11 @@ pub async fn open_ec2(cfg: &Config, snapshots: bool) -> Result<Option<ec2::AwsEc
 pub fn backup_request(cfg: &Config, name: &str) -> crate::backup::Request {
     let mut req = crate::backup::Request::new(name);
     req.compression = compression(cfg);
+    // check_encryption ran when the config was loaded, and the config's own check already
+    // parsed each key: an error here is a broken invariant, and going on would write backups
+    // the operator asked to be encrypted in the clear.
+    req.recipients = Recipients::from_config(&cfg.encryption.recipients)
+        .expect("encryption.recipients were checked when the config was loaded");
     req.snapshot_volumes = cfg.volumes.snapshots;
     req.volume_concurrency = cfg.volumes.concurrency as usize;
     req.volume_wait_timeout = cfg.volumes.wait_timeout.as_std();

@@ -86,12 +86,30 @@ pub struct ObjectLock {
     pub retain_days: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Serialised as S3 writes it (`GOVERNANCE`, `COMPLIANCE`), for reports of locked backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ObjectLockMode {
     /// Identities with `s3:BypassGovernanceRetention` can still delete.
     Governance,
     /// Nobody can delete before the period ends, not even the account's root.
     Compliance,
+}
+
+impl ObjectLockMode {
+    /// The value S3 uses in `x-amz-object-lock-mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectLockMode::Governance => "GOVERNANCE",
+            ObjectLockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+impl fmt::Display for ObjectLockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Fixed credentials for tests and S3-compatible stores. Never read from the config file:
@@ -286,6 +304,46 @@ pub struct ObjectMeta {
     pub last_modified: Option<jiff::Timestamp>,
 }
 
+/// One stored version of an object. On a versioned bucket (and every Object Lock bucket is
+/// one) a plain delete only stacks a delete marker on top: the object disappears from listings
+/// but its data stays. The data is gone only when every version is deleted by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Relative to the store's root.
+    pub key: String,
+    /// S3's version id: `"null"` for an object written while the bucket was unversioned.
+    /// `None` where the store has no versions (a local directory, an S3-compatible store
+    /// without ListObjectVersions): the key is the only copy.
+    pub version_id: Option<String>,
+    /// A delete marker holds no data; it only hides the versions below it.
+    pub delete_marker: bool,
+}
+
+/// An Object Lock retention period on one object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: ObjectLockMode,
+    /// S3 refuses to delete the version before this instant.
+    pub until: jiff::Timestamp,
+}
+
+/// What keeps one object version from being deleted, as S3 reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockState {
+    pub retention: Option<Retention>,
+    /// A legal hold has no end date: it holds until someone removes it.
+    pub legal_hold: bool,
+}
+
+impl LockState {
+    /// Whether S3 refuses to delete the version at `now`. Governance mode counts as a lock:
+    /// lifeboat never sends `x-amz-bypass-governance-retention`, since a backup tool that can
+    /// lift its own locks protects nothing.
+    pub fn blocks_delete_at(&self, now: jiff::Timestamp) -> bool {
+        self.legal_hold || self.retention.is_some_and(|r| r.until > now)
+    }
+}
+
 /// What a failure means for the caller. Metrics are labelled with [`StoreErrorKind::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreErrorKind {
@@ -472,6 +530,7 @@ pub trait Backend: Send + Sync {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    fn abort_uploads(&self, key: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -564,6 +623,41 @@ impl Store {
         delegate!(self, b => b.delete(key).await)
     }
 
+    /// Every version under `prefix`, delete markers included, in key order. A store without
+    /// versions (a directory) has one version per object, without an id.
+    pub async fn versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        match self {
+            Store::S3(b) => b.versions(prefix).await,
+            Store::Local(b) => Ok(b
+                .list(prefix)
+                .await?
+                .into_iter()
+                .map(|o| ObjectVersion {
+                    key: o.key,
+                    version_id: None,
+                    delete_marker: false,
+                })
+                .collect()),
+        }
+    }
+
+    /// The Object Lock state of one version. Only S3 versions can carry a lock.
+    pub async fn lock_state(&self, version: &ObjectVersion) -> Result<LockState, StoreError> {
+        match self {
+            Store::S3(b) => b.lock_state(version).await,
+            Store::Local(_) => Ok(LockState::default()),
+        }
+    }
+
+    /// Deletes one version for good (a delete marker too); one that is already gone is not an
+    /// error. A locked version is refused by S3 with [`StoreErrorKind::AccessDenied`].
+    pub async fn delete_version(&self, version: &ObjectVersion) -> Result<(), StoreError> {
+        match self {
+            Store::S3(b) => b.delete_version(version).await,
+            Store::Local(b) => b.delete(&version.key).await,
+        }
+    }
+
     /// Starts a streaming upload. Nothing is visible under `key` until [`Upload::finish`].
     pub async fn upload(&self, key: &str) -> Result<Upload, StoreError> {
         Ok(Upload {
@@ -578,6 +672,13 @@ impl Store {
     /// partial files locally. Garbage collection and tests use it.
     pub async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         delegate!(self, b => b.open_uploads(prefix).await)
+    }
+
+    /// Aborts every unfinished upload of exactly `key` (a run that was killed, whose multipart
+    /// upload S3 would otherwise keep, and bill, until a lifecycle rule removes it); returns
+    /// how many there were.
+    pub async fn abort_uploads(&self, key: &str) -> Result<u64, StoreError> {
+        delegate!(self, b => b.abort_uploads(key).await)
     }
 
     /// Readiness probe: the bucket answers and we may use it (HeadBucket), or the directory

@@ -820,6 +820,47 @@ async fn throttling_and_flaky_api_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarter_of_all_requests_throttled_still_gives_a_complete_backup() {
+    let env = Env::new().await;
+    seed_synthetic(&env.sim, 3000);
+    let config = env.local_config("");
+    let clean = env
+        .lifeboat(&config, &["backup", "create", "clean", "--output", "json"])
+        .await;
+    clean.expect_code(0);
+    let before = env.sim.requests().len();
+    // Every 4th request of any kind (discovery, lists, version) is throttled.
+    env.sim.add_fault(
+        Fault::new(
+            "*",
+            FaultAction::Status {
+                code: 429,
+                retry_after: None,
+            },
+        )
+        .every(4),
+    );
+    let run = env
+        .lifeboat(
+            &config,
+            &["backup", "create", "throttled", "--output", "json"],
+        )
+        .await;
+    run.expect_code(0);
+    let (m, c) = (run.json(), clean.json());
+    assert_eq!(m["phase"], "Completed");
+    assert_eq!(m["itemCount"], c["itemCount"]);
+    assert_eq!(m["resources"], c["resources"]);
+    let requests = &env.sim.requests()[before..];
+    let throttled = requests.iter().filter(|r| r.status == 429).count();
+    assert!(
+        throttled * 5 >= requests.len() && throttled * 3 <= requests.len(),
+        "{throttled} of {} requests throttled",
+        requests.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_and_names_are_refused_with_the_key_and_line() {
     let env = Env::new().await;
     let config = env.config(

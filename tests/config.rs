@@ -70,65 +70,15 @@ fn every_example_loads() {
 
 #[test]
 fn every_key_is_documented_in_every_example_and_the_reference() {
-    let keys = [
-        "cluster",
-        "name",
-        "kubeconfig",
-        "context",
-        "storage",
-        "url",
-        "region",
-        "endpoint",
-        "forcePathStyle",
-        "serverSideEncryption",
-        "kmsKeyId",
-        "checksumMode",
-        "objectLock",
-        "mode",
-        "retainDays",
-        "volumes",
-        "snapshots",
-        "concurrency",
-        "waitTimeout",
-        "encryption",
-        "recipients",
-        "identityFile",
-        "schedules",
-        "cron",
-        "timezone",
-        "retention",
-        "keepLast",
-        "maxAge",
-        "includeNamespaces",
-        "excludeNamespaces",
-        "includeResources",
-        "excludeResources",
-        "includeClusterResources",
-        "selector",
-        "snapshotVolumes",
-        "server",
-        "listen",
-        "shutdownGracePeriod",
-        "verifyAfterBackup",
-        "leaderElection",
-        "enabled",
-        "namespace",
-        "leaseName",
-        "leaseDuration",
-        "renewDeadline",
-        "retryPeriod",
-        "archive",
-        "compressionLevel",
-        "compressionWorkers",
-        "windowLog",
-    ];
+    let keys = lifeboat::config::key_names();
+    assert!(keys.contains(&"longDistanceMatching") && keys.contains(&"keepLast"));
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
     let mut documents = examples();
     documents.push(reference);
     for file in documents {
         let text =
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        for key in keys {
+        for key in &keys {
             let written = text.contains(&format!("{key}:"))
                 || text.contains(&format!("`{key}`"))
                 || text.contains(&format!(".{key}`"));
@@ -203,9 +153,10 @@ fn defaults_are_applied() {
         (
             config.archive.compression_level,
             config.archive.compression_workers,
-            config.archive.window_log
+            config.archive.window_log,
+            config.archive.long_distance_matching
         ),
-        (3, 0, 27)
+        (3, 0, 24, false)
     );
 
     let config = Config::parse(&schedule(""), ORIGIN).unwrap();

@@ -576,7 +576,7 @@ lifeboat --output json restore create --from-backup nightly \\
     --namespace-mapping shop:shop-drill --zone-mapping eu-west-1a:eu-west-1b   # a comment --bogus
 lifeboat backup list --output json | jq -r '.[].name' --not-ours
 lifeboat backup download NAME -o backup.tar.zst
-lifeboat backup verify NAME
+lifeboat backup inspect NAME
 lifeboat backup create NAME --encrypt
 lifeboat drill --from-backup x \\
     --target-kubeconfig staging.kubeconfig --target-cluster staging
@@ -589,7 +589,7 @@ lifeboat backup
     let all = problems.join("\n");
     assert_eq!(problems.len(), 4, "{all}");
     assert!(
-        all.contains("doc.md:9: `verify` is not a subcommand of `lifeboat backup`"),
+        all.contains("doc.md:9: `inspect` is not a subcommand of `lifeboat backup`"),
         "{all}"
     );
     assert!(

@@ -259,6 +259,70 @@ async fn local_round_trip_leaves_no_partial_files() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_left_by_a_killed_run_are_aborted_by_key() {
+    // Local: what a killed process leaves is its partial file; S3: an open multipart upload.
+    let dir = tempfile::tempdir().unwrap();
+    let local = Store::open(
+        &format!("file://{}", dir.path().display()),
+        &Settings::default(),
+    )
+    .await
+    .unwrap();
+    let b1 = dir.path().join("backups/b1");
+    std::fs::create_dir_all(&b1).unwrap();
+    std::fs::write(b1.join("archive.tar.zst.0123456789abcdef.partial"), b"cut").unwrap();
+    std::fs::write(b1.join("log.jsonl.zst.0123456789abcdef.partial"), b"other").unwrap();
+    assert_eq!(
+        local
+            .abort_uploads("backups/b1/archive.tar.zst")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        local.open_uploads("backups/").await.unwrap(),
+        ["backups/b1/log.jsonl.zst"],
+        "only the key asked for"
+    );
+    assert_eq!(
+        local
+            .abort_uploads("backups/b2/archive.tar.zst")
+            .await
+            .unwrap(),
+        0
+    );
+
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("bkt").await;
+    let s3 = Store::open("s3://bkt/p", &multipart_settings(&moto.endpoint()))
+        .await
+        .unwrap();
+    let client = moto.s3_client();
+    for key in [
+        "p/backups/b1/archive.tar.zst",
+        "p/backups/b1/archive.tar.zst.x",
+    ] {
+        client
+            .create_multipart_upload()
+            .bucket("bkt")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s3.abort_uploads("backups/b1/archive.tar.zst")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s3.open_uploads("backups/").await.unwrap(),
+        ["backups/b1/archive.tar.zst.x"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_upload_is_invisible_until_finished() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(

@@ -186,6 +186,8 @@ pub enum ManifestError {
         "backup {name:?} was written in manifest format {found}, newer than this lifeboat understands ({FORMAT_VERSION}); upgrade lifeboat to read it"
     )]
     NewerFormat { name: String, found: u64 },
+    #[error("the manifest of backup {name:?} is invalid: {detail}")]
+    Invalid { name: String, detail: String },
 }
 
 impl Manifest {
@@ -202,6 +204,12 @@ impl Manifest {
             source,
         };
         let v: Version = serde_json::from_slice(bytes).map_err(parse)?;
+        if v.format_version == 0 {
+            return Err(ManifestError::Invalid {
+                name: name.to_string(),
+                detail: "formatVersion is 0, which no lifeboat writes".into(),
+            });
+        }
         if v.format_version > u64::from(FORMAT_VERSION) {
             return Err(ManifestError::NewerFormat {
                 name: name.to_string(),

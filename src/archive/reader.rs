@@ -12,12 +12,14 @@
 //! whole, whatever their declared size, which a few hundred compressed bytes can make gigabytes.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::layout::{self, EntryPath};
+use super::seal::{self, Identities};
 use super::writer::MAX_WINDOW_LOG;
 
 /// Longest entry path accepted, Linux's `PATH_MAX`: GNU tar could not extract a longer one, and
@@ -33,6 +35,16 @@ const BLOCK: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// The storage or stream underneath failed, not the archive's content.
+    #[error(
+        "the archive is encrypted with age: pass --identity-file (or set encryption.identityFile) to the identity of one of its recipients"
+    )]
+    Encrypted,
+    #[error("the archive cannot be decrypted with {}: {source}", identity.display())]
+    Decrypt {
+        identity: std::path::PathBuf,
+        #[source]
+        source: seal::OpenError,
+    },
     #[error("archive I/O failed: {0}")]
     Io(#[source] io::Error),
     /// zstd or tar cannot make sense of the bytes: truncated, bit rot, or not a lifeboat archive.
@@ -140,30 +152,69 @@ pub struct Entry {
     pub data: Vec<u8>,
 }
 
-/// Hashes and counts the compressed bytes as zstd pulls them, and remembers whether the source
-/// itself failed (a retryable I/O error) rather than the data (corruption).
+/// What [`Source`] saw of the stored bytes. Shared, because age's decrypting reader owns the
+/// source and does not give it back.
 #[derive(Debug)]
-struct Source<R> {
-    inner: R,
+struct Tally {
     hasher: Sha256,
     bytes: u64,
     failed: bool,
 }
 
+/// Hashes and counts the stored bytes as they are pulled, and remembers whether the source
+/// itself failed (a retryable I/O error) rather than the data (corruption).
+#[derive(Debug)]
+struct Source<R> {
+    inner: R,
+    tally: Arc<Mutex<Tally>>,
+}
+
 impl<R: Read> Read for Source<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
+        let result = self.inner.read(buf);
+        let mut tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
             Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.bytes += n as u64;
+                tally.hasher.update(&buf[..n]);
+                tally.bytes += n as u64;
                 Ok(n)
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
+                    tally.failed = true;
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+/// The compressed stream: the stored bytes themselves, or what age decrypts from them.
+enum Plain<R: Read> {
+    Clear(BufReader<Source<R>>),
+    Age(age::stream::StreamReader<BufReader<Source<R>>>),
+}
+
+impl<R: Read> Read for Plain<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Plain::Clear(r) => r.read(buf),
+            // age authenticates every 64 KiB chunk: a failure here is tampering or damage.
+            Plain::Age(r) => r.read(buf).map_err(|e| {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "age decryption failed, the encrypted archive was altered or cut ({e})"
+                        ),
+                    )
+                } else {
+                    e
+                }
+            }),
         }
     }
 }
@@ -180,7 +231,8 @@ enum State {
 /// A streaming archive reader: entries come out one at a time, checked, in memory bounded by
 /// [`Limits::max_entry_bytes`] and zstd's window whatever the size of the archive.
 pub struct ArchiveReader<R: Read> {
-    zstd: zstd::stream::read::Decoder<'static, BufReader<Source<R>>>,
+    zstd: zstd::stream::read::Decoder<'static, BufReader<Plain<R>>>,
+    tally: Arc<Mutex<Tally>>,
     limits: Limits,
     objects: u64,
     state: State,
@@ -197,21 +249,48 @@ impl<R: Read> std::fmt::Debug for ArchiveReader<R> {
 }
 
 impl<R: Read> ArchiveReader<R> {
-    /// Prepares to read the compressed archive `inner`; nothing is read until
-    /// [`ArchiveReader::next_entry`].
+    /// Prepares to read the compressed archive `inner`, reading only its first bytes (an
+    /// encrypted archive is refused here with [`ArchiveError::Encrypted`]; see
+    /// [`ArchiveReader::open`]).
     pub fn new(inner: R, limits: Limits) -> Result<Self, ArchiveError> {
-        let source = Source {
-            inner,
+        ArchiveReader::open(inner, limits, None)
+    }
+
+    /// [`ArchiveReader::new`] for stored bytes that may be encrypted: an age file is opened
+    /// with `identities` (its header is read now), and refused with
+    /// [`ArchiveError::Encrypted`] when there are none.
+    pub fn open(
+        inner: R,
+        limits: Limits,
+        identities: Option<&Identities>,
+    ) -> Result<Self, ArchiveError> {
+        let tally = Arc::new(Mutex::new(Tally {
             hasher: Sha256::new(),
             bytes: 0,
             failed: false,
+        }));
+        let mut source = BufReader::new(Source {
+            inner,
+            tally: Arc::clone(&tally),
+        });
+        let encrypted = seal::is_age(source.fill_buf().map_err(ArchiveError::Io)?);
+        let plain = match (encrypted, identities) {
+            (false, _) => Plain::Clear(source),
+            (true, None) => return Err(ArchiveError::Encrypted),
+            (true, Some(ids)) => {
+                Plain::Age(ids.open(source).map_err(|source| ArchiveError::Decrypt {
+                    identity: ids.path().to_path_buf(),
+                    source,
+                })?)
+            }
         };
-        let mut zstd = zstd::stream::read::Decoder::new(source).map_err(ArchiveError::Io)?;
+        let mut zstd = zstd::stream::read::Decoder::new(plain).map_err(ArchiveError::Io)?;
         // zstd's own default, stated: a frame asking for a larger window (more memory) is refused.
         zstd.window_log_max(MAX_WINDOW_LOG)
             .map_err(ArchiveError::Io)?;
         Ok(ArchiveReader {
             zstd,
+            tally,
             limits,
             objects: 0,
             state: State::Start,
@@ -301,7 +380,14 @@ impl<R: Read> ArchiveReader<R> {
                     });
                 }
                 let data = self.read_data(size)?;
-                check_version(&data)?;
+                if let Err(e) = check_version(&data) {
+                    // A flipped bit can turn "1" into "3": only a stream whose zstd checksum
+                    // holds is really of a newer format. Reading it to its end tells which.
+                    if matches!(e, ArchiveError::NewerFormat { .. }) {
+                        self.drain_frame()?;
+                    }
+                    return Err(e);
+                }
                 self.state = State::Objects;
                 Ok(Some(Entry { path, kind, data }))
             }
@@ -347,11 +433,27 @@ impl<R: Read> ArchiveReader<R> {
                 return Err(corrupt("data follows tar's end-of-archive marker"));
             }
         }
-        let mut source = self.zstd.into_inner();
-        // zstd stopped at the end of its input; anything still unread would be unhashed.
-        io::copy(&mut source, &mut io::sink()).map_err(ArchiveError::Io)?;
-        let source = source.into_inner();
-        Ok((source.bytes, hex::encode(source.hasher.finalize())))
+        let mut rest = self.zstd.into_inner();
+        // zstd stopped at the end of its input; anything still unread would be unhashed (and
+        // age checks its last chunk only at the end).
+        let copied = io::copy(&mut rest, &mut io::sink());
+        drop(rest);
+        let tally = Arc::try_unwrap(self.tally)
+            .map_err(|_| corrupt("the archive source is still in use"))?
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match copied {
+            Ok(_) => Ok((tally.bytes, hex::encode(tally.hasher.finalize()))),
+            Err(e) if tally.failed => Err(ArchiveError::Io(e)),
+            Err(e) => Err(corrupt(e.to_string())),
+        }
+    }
+
+    /// Reads the rest of the decompressed stream, for zstd to check its frame checksum.
+    fn drain_frame(&mut self) -> Result<(), ArchiveError> {
+        let mut buf = vec![0u8; 64 << 10];
+        while self.read(&mut buf)? > 0 {}
+        Ok(())
     }
 
     /// Reads from the decompressed stream, telling failures of the source from corruption.
@@ -366,7 +468,12 @@ impl<R: Read> ArchiveReader<R> {
     }
 
     fn classify(&self, e: io::Error) -> ArchiveError {
-        if self.zstd.get_ref().get_ref().failed {
+        if self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failed
+        {
             ArchiveError::Io(e)
         } else if e.kind() == io::ErrorKind::UnexpectedEof {
             corrupt(format!("it is truncated (zstd: {e})"))
@@ -499,19 +606,11 @@ pub fn verify(
 ) -> Result<VerifyReport, ArchiveError> {
     let mut reader = ArchiveReader::new(inner, limits)?;
     let mut report = VerifyReport::default();
-    while let Some(entry) = reader.next_entry()? {
-        if let EntryPath::Object {
-            resource,
-            namespace,
-            file_name,
-        } = &entry.kind
-        {
-            check_object(&entry.path, namespace.as_deref(), file_name, &entry.data)?;
-            *report.resources.entry(resource.clone()).or_default() += 1;
-            report.entries += 1;
-            report.data_bytes += entry.data.len() as u64;
-        }
-    }
+    check_objects(&mut reader, |resource, entry| {
+        *report.resources.entry(resource.to_string()).or_default() += 1;
+        report.entries += 1;
+        report.data_bytes += entry.data.len() as u64;
+    })?;
     let (size, sha256) = reader.finish()?;
     if size != expected_size {
         return Err(ArchiveError::SizeMismatch {
@@ -528,6 +627,29 @@ pub fn verify(
     report.size = size;
     report.sha256 = sha256;
     Ok(report)
+}
+
+/// Reads every entry left in `reader`, checks each object against its path
+/// ([`check_object`]) and hands it to `each` with its resource (`<plural>[.<group>]`). Returns
+/// the entries read, `metadata/version` included.
+pub fn check_objects<R: Read>(
+    reader: &mut ArchiveReader<R>,
+    mut each: impl FnMut(&str, &Entry),
+) -> Result<u64, ArchiveError> {
+    let mut entries = 0;
+    while let Some(entry) = reader.next_entry()? {
+        entries += 1;
+        if let EntryPath::Object {
+            resource,
+            namespace,
+            file_name,
+        } = &entry.kind
+        {
+            check_object(&entry.path, namespace.as_deref(), file_name, &entry.data)?;
+            each(resource, &entry);
+        }
+    }
+    Ok(entries)
 }
 
 /// Checks that the object in `data` is the one its path says: restore takes names from objects,
@@ -713,15 +835,15 @@ mod tests {
                 Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
             }
         }
-        let err = ArchiveReader::new(Failing, Limits::default())
-            .unwrap()
-            .next_entry()
-            .unwrap_err();
+        // The first bytes are read when the reader is made (to tell an age file from a plain
+        // one), so the failure may come from either call.
+        fn first<R: Read>(inner: R) -> Result<(), ArchiveError> {
+            ArchiveReader::new(inner, Limits::default())?.next_entry()?;
+            Ok(())
+        }
+        let err = first(Failing).unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        let err = ArchiveReader::new(&b""[..], Limits::default())
-            .unwrap()
-            .next_entry()
-            .unwrap_err();
+        let err = first(&b""[..]).unwrap_err();
         assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err}");
     }
 }

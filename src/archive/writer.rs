@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::layout::{self, EntryPath};
 use super::reader::ArchiveError;
+use super::seal::{Recipients, Sealer};
 
 /// Size of zstd's multithreading jobs. zstd's own default is four windows (512 MiB with a 2^27
 /// window) per worker, which would make memory grow with `workers` far beyond the window.
@@ -143,7 +144,8 @@ impl<W: Write> Write for Counting<W> {
 
 /// tar writes each entry as three small writes (header, data, padding); zstd pays a fixed cost
 /// per call, so they are gathered into zstd-block-sized writes first.
-type Compressor<W> = Counting<BufWriter<zstd::stream::write::Encoder<'static, Digesting<W>>>>;
+type Compressor<W> =
+    Counting<BufWriter<zstd::stream::write::Encoder<'static, Sealer<Digesting<W>>>>>;
 
 /// zstd's largest block (`ZSTD_BLOCKSIZE_MAX`).
 const ZSTD_BLOCK: usize = 128 << 10;
@@ -171,6 +173,18 @@ impl<W: Write> ArchiveWriter<W> {
     /// Starts an archive on `out` and writes `metadata/version`. `mtime` (seconds since the
     /// epoch; the backup's start) stamps every entry.
     pub fn new(out: W, opts: &CompressionOptions, mtime: u64) -> io::Result<Self> {
+        ArchiveWriter::sealed(out, opts, None, mtime)
+    }
+
+    /// [`ArchiveWriter::new`], encrypting the compressed stream to `recipients` when given
+    /// (an age file around the tar.zst; the summary's size and SHA-256 are then those of the
+    /// encrypted bytes, which is what is stored).
+    pub fn sealed(
+        out: W,
+        opts: &CompressionOptions,
+        recipients: Option<&Recipients>,
+        mtime: u64,
+    ) -> io::Result<Self> {
         opts.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let digesting = Digesting {
@@ -178,7 +192,8 @@ impl<W: Write> ArchiveWriter<W> {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let mut zstd = zstd::stream::write::Encoder::new(digesting, opts.level)?;
+        let sealer = Sealer::new(digesting, recipients)?;
+        let mut zstd = zstd::stream::write::Encoder::new(sealer, opts.level)?;
         if opts.workers > 0 {
             zstd.multithread(opts.workers)?;
             zstd.set_parameter(zstd::zstd_safe::CParameter::JobSize(JOB_SIZE))?;
@@ -224,7 +239,7 @@ impl<W: Write> ArchiveWriter<W> {
             .inner
             .into_inner()
             .map_err(io::IntoInnerError::into_error)?;
-        let mut digesting = zstd.finish()?;
+        let mut digesting = zstd.finish()?.finish()?;
         digesting.flush()?;
         let summary = ArchiveSummary {
             size: digesting.bytes,
@@ -402,13 +417,24 @@ pub fn spawn(
     entry_capacity: usize,
     chunk_capacity: usize,
 ) -> (EntrySink, mpsc::Receiver<Bytes>, WriterHandle) {
+    spawn_sealed(opts, None, mtime, entry_capacity, chunk_capacity)
+}
+
+/// [`spawn`], encrypting the archive to `recipients` when given.
+pub fn spawn_sealed(
+    opts: CompressionOptions,
+    recipients: Option<Recipients>,
+    mtime: u64,
+    entry_capacity: usize,
+    chunk_capacity: usize,
+) -> (EntrySink, mpsc::Receiver<Bytes>, WriterHandle) {
     let (entry_tx, entry_rx) = mpsc::channel(entry_capacity.max(1));
     let (chunk_tx, chunk_rx) = mpsc::channel(chunk_capacity.max(1));
     let (result_tx, result_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("archive-writer".into())
         .spawn(move || {
-            let result = run(&opts, mtime, entry_rx, chunk_tx);
+            let result = run(&opts, recipients.as_ref(), mtime, entry_rx, chunk_tx);
             let _ = result_tx.send(result);
         });
     if let Err(e) = thread {
@@ -432,6 +458,7 @@ pub const RECV_BATCH: usize = 64;
 /// The writer thread: appends until every sink is gone, then finishes if asked to.
 fn run(
     opts: &CompressionOptions,
+    recipients: Option<&Recipients>,
     mtime: u64,
     mut entries: mpsc::Receiver<Message>,
     chunks: mpsc::Sender<Bytes>,
@@ -443,7 +470,7 @@ fn run(
         buf: BytesMut::with_capacity(CHUNK_SIZE),
         tx: chunks,
     };
-    let mut writer = ArchiveWriter::new(out, opts, mtime).map_err(write_error)?;
+    let mut writer = ArchiveWriter::sealed(out, opts, recipients, mtime).map_err(write_error)?;
     let mut finish = false;
     // Until every sink is gone: entries sent by other clones after `Finish` still arrive, so
     // nothing that a `send` accepted is lost. Taken in batches, to wake the senders once per

@@ -464,9 +464,17 @@ mod tests {
     fn pages_of_large_objects_ask_for_fewer() {
         assert_eq!(next_limit(500, 0, 0), 20, "first page");
         assert_eq!(next_limit(10, 0, 0), 10, "a smaller configured size wins");
-        assert_eq!(next_limit(500, 100, 100 * 1024), 500, "1 KiB objects: full pages");
+        assert_eq!(
+            next_limit(500, 100, 100 * 1024),
+            500,
+            "1 KiB objects: full pages"
+        );
         assert_eq!(next_limit(500, 100, 100 * 64 * 1024), 64, "64 KiB objects");
-        assert_eq!(next_limit(500, 10, 10 * (6 << 20)), 1, "never below one object");
+        assert_eq!(
+            next_limit(500, 10, 10 * (6 << 20)),
+            1,
+            "never below one object"
+        );
         assert_eq!(next_limit(0, 10, 10), 1, "never zero, which means no limit");
     }
 

@@ -43,6 +43,10 @@ pub const SNAPSHOT_RESULTS: [&str; 2] = ["completed", "failed"];
 /// them: deleted, failed, or refused by the bucket's object lock.
 pub const RETENTION_RESULTS: [&str; 3] = ["deleted", "failed", "locked"];
 
+/// The results of verifying a new backup (`server.verifyAfterBackup`), as
+/// `lifeboat_verifications_total{result}` has them.
+pub const VERIFY_RESULTS: [&str; 2] = ["verified", "failed"];
+
 const PHASES: [Phase; 3] = [Phase::Completed, Phase::PartiallyFailed, Phase::Failed];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,6 +96,7 @@ pub struct Metrics {
     interval: Family<ScheduleLabels, FloatGauge>,
     snapshots: Family<ResultLabels, Counter>,
     retention: Family<ResultLabels, Counter>,
+    verifications: Family<ResultLabels, Counter>,
     skipped: Family<ScheduleLabels, Counter>,
     leader: Gauge,
 }
@@ -129,6 +134,7 @@ impl Metrics {
             interval: Family::default(),
             snapshots: Family::default(),
             retention: Family::default(),
+            verifications: Family::default(),
             skipped: Family::default(),
             leader: Gauge::default(),
         };
@@ -175,6 +181,11 @@ impl Metrics {
             "retention_deletions",
             "Backups removed by retention, by schedule and result (deleted, failed, locked)",
             m.retention.clone(),
+        );
+        m.registry.register(
+            "verifications",
+            "Verifications of new backups (server.verifyAfterBackup) by schedule and result (verified, failed)",
+            m.verifications.clone(),
         );
         m.registry.register(
             "skipped_runs",
@@ -251,6 +262,17 @@ impl Metrics {
                 .get_or_create(&result_labels(schedule, result));
         }
         let _ = self.skipped.get_or_create(&self::schedule(schedule));
+    }
+
+    /// Creates the schedule's verification counters at 0. Called only when
+    /// `server.verifyAfterBackup` is on, so that a daemon that never verifies does not claim
+    /// to have verified nothing.
+    pub fn init_verifications(&self, schedule: &str) {
+        for result in VERIFY_RESULTS {
+            let _ = self
+                .verifications
+                .get_or_create(&result_labels(schedule, result));
+        }
     }
 
     /// A tick of `schedule` found its previous run still going and did not start another.
@@ -361,6 +383,16 @@ impl Observer for RunObserver {
                         .get_or_create(&schedule(&self.schedule))
                         .observe(started.elapsed().as_secs_f64());
                 }
+            }
+            Event::VerifyFinished { phase, .. } => {
+                let result = if *phase == crate::verify::Phase::Verified {
+                    "verified"
+                } else {
+                    "failed"
+                };
+                m.verifications
+                    .get_or_create(&result_labels(&self.schedule, result))
+                    .inc();
             }
             Event::VolumeSnapshot { result, .. } => {
                 // Anything but completed is a failure: keeps the label to its two values.
@@ -637,6 +669,39 @@ mod tests {
         assert_eq!(sample(&metrics.encode(), "lifeboat_leader "), Some(1.0));
         metrics.set_leader(false);
         assert_eq!(sample(&metrics.encode(), "lifeboat_leader "), Some(0.0));
+    }
+
+    #[test]
+    fn verifications_are_counted_by_result() {
+        let metrics = Arc::new(Metrics::new());
+        let verify = |phase| Event::VerifyFinished {
+            backup: "nightly-20250101020000".into(),
+            phase,
+            objects: 3,
+            problems: Vec::new(),
+            seconds: 0.5,
+        };
+        assert!(!metrics.encode().contains("lifeboat_verifications_total{"));
+        metrics.init_verifications("nightly");
+        let o = metrics.observer("nightly");
+        o.event(&verify(crate::verify::Phase::Verified));
+        o.event(&verify(crate::verify::Phase::Verified));
+        o.event(&verify(crate::verify::Phase::Failed));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"lifeboat_verifications_total{schedule="nightly",result="verified"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"lifeboat_verifications_total{schedule="nightly",result="failed"}"#
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -146,7 +146,12 @@ struct Candidate {
 }
 
 /// Reads the archive from `source` and plans the restore. Blocking: run it off the async runtime.
-pub fn build(source: impl Read, manifest: &Manifest, sel: &Selection) -> Result<Plan, PlanError> {
+pub fn build(
+    source: impl Read,
+    manifest: &Manifest,
+    sel: &Selection,
+    identities: Option<&crate::archive::seal::Identities>,
+) -> Result<Plan, PlanError> {
     let filters = Filters {
         include_namespaces: sel.include_namespaces.clone(),
         exclude_namespaces: sel.exclude_namespaces.clone(),
@@ -171,7 +176,8 @@ pub fn build(source: impl Read, manifest: &Manifest, sel: &Selection) -> Result<
         backup: manifest.name.clone(),
         source,
     };
-    let mut reader = ArchiveReader::new(source, Limits::default()).map_err(archive_err)?;
+    let mut reader =
+        ArchiveReader::open(source, Limits::default(), identities).map_err(archive_err)?;
     let mut spool = tempfile::tempfile()?;
     let mut offset = 0u64;
     let mut candidates = Vec::new();

@@ -378,6 +378,35 @@ impl Backend for LocalStore {
         })
     }
 
+    async fn abort_uploads(&self, key: &str) -> Result<u64, StoreError> {
+        let path = self.path("remove file", key)?;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(0);
+        };
+        let name = name.to_string_lossy().into_owned();
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io_error("list directory", Some(key), &e)),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| self.io_error("list directory", Some(key), &e))?
+        {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if partial_target(&file).as_deref() == Some(name.as_str()) {
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == IoKind::NotFound => {}
+                    Err(e) => return Err(self.io_error("remove file", Some(key), &e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys: Vec<String> = self
             .walk("list directory", prefix)

@@ -23,8 +23,8 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode as SdkLockMode,
-    ServerSideEncryption,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockLegalHoldStatus,
+    ObjectLockMode as SdkLockMode, ServerSideEncryption,
 };
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -33,9 +33,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{
-    Backend, BackendUpload, ChecksumMode, MAX_ATTEMPTS, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE,
-    ObjectLock, ObjectLockMode, ObjectMeta, Settings, Sse, StoreError, StoreErrorKind, check_key,
-    check_prefix, dir_prefix,
+    Backend, BackendUpload, ChecksumMode, LockState, MAX_ATTEMPTS, MAX_PART_SIZE, MAX_PARTS,
+    MIN_PART_SIZE, ObjectLock, ObjectLockMode, ObjectMeta, ObjectVersion, Retention, Settings, Sse,
+    StoreError, StoreErrorKind, check_key, check_prefix, dir_prefix,
 };
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
@@ -376,12 +376,11 @@ impl Shared {
         use StoreErrorKind as K;
         let status = err.raw_response().map_or(0, |r| r.status().as_u16());
         let code = err.code().unwrap_or("");
-        let detail = match (code, err.message()) {
-            ("", _) => format!("HTTP {status}"),
-            (c, Some(m)) if !m.is_empty() => format!("HTTP {status} {c}: {m}"),
-            (c, _) => format!("HTTP {status} {c}"),
-        };
-        let bucket_ops = matches!(op, "HeadBucket" | "ListObjectsV2" | "ListMultipartUploads");
+        let detail = detail(err);
+        let bucket_ops = matches!(
+            op,
+            "HeadBucket" | "ListObjectsV2" | "ListObjectVersions" | "ListMultipartUploads"
+        );
         let no_bucket = || {
             (
                 K::NoSuchBucket,
@@ -464,13 +463,18 @@ impl Shared {
         (kind, format!("{advice} ({detail})"))
     }
 
-    /// Names the permission an operation needs, in the form an IAM policy takes.
-    fn iam_hint(&self, op: &str) -> String {
-        let objects = if self.prefix.is_empty() {
+    /// The ARN the object permissions of an IAM policy name.
+    fn objects_arn(&self) -> String {
+        if self.prefix.is_empty() {
             format!("arn:aws:s3:::{}/*", self.bucket)
         } else {
             format!("arn:aws:s3:::{}/{}/*", self.bucket, self.prefix)
-        };
+        }
+    }
+
+    /// Names the permission an operation needs, in the form an IAM policy takes.
+    fn iam_hint(&self, op: &str) -> String {
+        let objects = self.objects_arn();
         let bucket = format!("arn:aws:s3:::{}", self.bucket);
         let (action, resource, data) = match op {
             "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" => {
@@ -480,6 +484,7 @@ impl Shared {
             "DeleteObject" => ("s3:DeleteObject", objects, false),
             "AbortMultipartUpload" => ("s3:AbortMultipartUpload", objects, false),
             "ListMultipartUploads" => ("s3:ListBucketMultipartUploads", bucket, false),
+            "ListObjectVersions" => ("s3:ListBucketVersions", bucket, false),
             _ => ("s3:ListBucket", bucket, false),
         };
         let kms = if data && self.sse == Some(Sse::AwsKms) {
@@ -502,6 +507,19 @@ impl Shared {
         format!(
             "access denied; the IAM role lifeboat runs as needs {action} on {resource}{kms} (see docs/iam-policy.json){missing}"
         )
+    }
+}
+
+/// What S3 answered, for the end of a message: `HTTP 403 AccessDenied: Access Denied`.
+fn detail<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata,
+{
+    let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+    match (err.code().unwrap_or(""), err.message()) {
+        ("", _) => format!("HTTP {status}"),
+        (c, Some(m)) if !m.is_empty() => format!("HTTP {status} {c}: {m}"),
+        (c, _) => format!("HTTP {status} {c}"),
     }
 }
 
@@ -568,6 +586,178 @@ async fn get_object(shared: &Shared, key: &str) -> Result<(String, ByteStream), 
         .await
         .map_err(|e| shared.error("GetObject", Some(&full), &e))?;
     Ok((full, out.body))
+}
+
+/// Object versions and their locks: what deleting a backup for good needs on a versioned bucket.
+/// S3-only, so they are not part of [`Backend`]; [`super::Store`] answers for a directory.
+impl S3Store {
+    pub async fn versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let s = &self.shared;
+        let full = s.list_prefix("ListObjectVersions", prefix)?;
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = match s
+                .client
+                .list_object_versions()
+                .bucket(&s.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                // Some S3-compatible stores have no versioning and do not implement the call;
+                // there, each key is its only copy.
+                Err(e) if out.is_empty() && is_not_implemented(&e) => {
+                    debug!(bucket = %s.bucket, "ListObjectVersions is not implemented; listing objects instead");
+                    return Ok(self
+                        .list(prefix)
+                        .await?
+                        .into_iter()
+                        .map(|o| ObjectVersion {
+                            key: o.key,
+                            version_id: None,
+                            delete_marker: false,
+                        })
+                        .collect());
+                }
+                Err(e) => return Err(s.error("ListObjectVersions", Some(&full), &e)),
+            };
+            let id = |v: Option<&str>| v.map(str::to_string);
+            for v in page.versions() {
+                let Some(key) = v.key() else { continue };
+                out.push(ObjectVersion {
+                    key: s.relative(key).to_string(),
+                    version_id: id(v.version_id()),
+                    delete_marker: false,
+                });
+            }
+            for m in page.delete_markers() {
+                let Some(key) = m.key() else { continue };
+                out.push(ObjectVersion {
+                    key: s.relative(key).to_string(),
+                    version_id: id(m.version_id()),
+                    delete_marker: true,
+                });
+            }
+            if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+                break;
+            }
+            key_marker = page.next_key_marker;
+            version_marker = page.next_version_id_marker;
+        }
+        // Stable: the versions of one key stay newest first, as S3 lists them.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// HeadObject on the version: S3 reports its retention and legal hold as headers. On AWS
+    /// the headers appear only with s3:GetObjectRetention and s3:GetObjectLegalHold; without
+    /// them a locked version looks unlocked here, and its delete is then refused instead.
+    pub async fn lock_state(&self, version: &ObjectVersion) -> Result<LockState, StoreError> {
+        // A delete marker holds no lock. Neither does version "null", an object written while
+        // the bucket was unversioned, before Object Lock (which needs versioning) could apply;
+        // and some stores (moto) refuse HeadObject with that id on an unversioned bucket.
+        let (Some(id), false) = (&version.version_id, version.delete_marker) else {
+            return Ok(LockState::default());
+        };
+        if id == "null" {
+            return Ok(LockState::default());
+        }
+        let s = &self.shared;
+        let full = s.object_key("HeadObject", &version.key)?;
+        let out = match s
+            .client
+            .head_object()
+            .bucket(&s.bucket)
+            .key(&full)
+            .version_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let mut err = s.error("HeadObject", Some(&full), &e);
+                if err.is_not_found() {
+                    // Deleted meanwhile: nothing left to hold.
+                    return Ok(LockState::default());
+                }
+                if err.kind == StoreErrorKind::AccessDenied {
+                    err.message = format!(
+                        "access denied reading the Object Lock of version {id}; the IAM role lifeboat runs as needs s3:GetObjectVersion, s3:GetObjectRetention and s3:GetObjectLegalHold on {} (see docs/iam-policy.json) ({})",
+                        s.objects_arn(),
+                        detail(&e)
+                    );
+                }
+                return Err(err);
+            }
+        };
+        let retention = match (
+            out.object_lock_mode(),
+            out.object_lock_retain_until_date().and_then(to_timestamp),
+        ) {
+            (Some(mode), Some(until)) => Some(Retention {
+                mode: match mode {
+                    SdkLockMode::Governance => ObjectLockMode::Governance,
+                    // COMPLIANCE, or a mode this build does not know: reported as the
+                    // strictest, which nobody can lift.
+                    _ => ObjectLockMode::Compliance,
+                },
+                until,
+            }),
+            _ => None,
+        };
+        let legal_hold =
+            out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On);
+        Ok(LockState {
+            retention,
+            legal_hold,
+        })
+    }
+
+    /// DeleteObject with the version id, which removes the data rather than hiding it; also
+    /// for version "null", which a plain delete on a versioned bucket would only hide. Never
+    /// with `x-amz-bypass-governance-retention`: a lock is reported, not lifted.
+    pub async fn delete_version(&self, version: &ObjectVersion) -> Result<(), StoreError> {
+        let Some(id) = &version.version_id else {
+            return Backend::delete(self, &version.key).await;
+        };
+        let s = &self.shared;
+        let full = s.object_key("DeleteObject", &version.key)?;
+        s.client
+            .delete_object()
+            .bucket(&s.bucket)
+            .key(&full)
+            .version_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = s.error("DeleteObject", Some(&full), &e);
+                if err.kind == StoreErrorKind::AccessDenied {
+                    // S3 answers a locked version with the same 403 as a missing permission.
+                    err.message = format!(
+                        "access denied deleting version {id}: it is under Object Lock (a retention period or a legal hold, which lifeboat never bypasses), or the IAM role lifeboat runs as lacks s3:DeleteObjectVersion on {} (see docs/iam-policy.json) ({})",
+                        s.objects_arn(),
+                        detail(&e)
+                    );
+                }
+                err
+            })?;
+        Ok(())
+    }
+}
+
+/// S3-compatible stores answer an API they lack with 501 NotImplemented.
+fn is_not_implemented<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    err.code() == Some("NotImplemented")
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 501)
 }
 
 impl Backend for S3Store {
@@ -737,6 +927,48 @@ impl Backend for S3Store {
             written: 0,
             failed: None,
         })
+    }
+
+    async fn abort_uploads(&self, key: &str) -> Result<u64, StoreError> {
+        let s = &self.shared;
+        let full = s.list_prefix("ListMultipartUploads", key)?;
+        let page = s
+            .client
+            .list_multipart_uploads()
+            .bucket(&s.bucket)
+            .prefix(&full)
+            .send()
+            .await
+            .map_err(|e| s.error("ListMultipartUploads", Some(&full), &e))?;
+        // One key has a handful of uploads at most (one per killed run): the first page of
+        // 1000 is all of them.
+        let mut aborted = 0;
+        for upload in page.uploads() {
+            let (Some(k), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if k != full {
+                continue;
+            }
+            match s
+                .client
+                .abort_multipart_upload()
+                .bucket(&s.bucket)
+                .key(k)
+                .upload_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => aborted += 1,
+                Err(e) => {
+                    let err = s.error("AbortMultipartUpload", Some(k), &e);
+                    if !err.is_not_found() {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(aborted)
     }
 
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

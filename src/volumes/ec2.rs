@@ -1,9 +1,9 @@
 //! What lifeboat needs from EC2, behind a small trait.
 //!
-//! [`Ec2`] is the six calls a backup and a restore make: describe a volume, snapshot it, follow
-//! the snapshot, delete it, create a volume from it, delete that volume. [`AwsEc2`] implements
-//! them with aws-sdk-ec2; tests of the snapshot and restore logic can implement the trait with a
-//! fake. No SDK type crosses this module's boundary: the records are plain data and the error
+//! [`Ec2`] is the seven calls a backup and a restore make: describe a volume, snapshot it, follow
+//! the snapshot, delete it, find the volumes a restore already made (by their tags), create a
+//! volume from a snapshot, delete that volume. [`AwsEc2`] implements them with aws-sdk-ec2;
+//! tests of the snapshot and restore logic can implement the trait with a fake. No SDK type crosses this module's boundary: the records are plain data and the error
 //! is [`Ec2Error`].
 //!
 //! The design choices:
@@ -41,7 +41,7 @@ use aws_sdk_ec2::config::interceptors::InterceptorContext;
 use aws_sdk_ec2::config::retry::{ClassifyRetry, RetryAction, RetryPartition, TokenBucket};
 use aws_sdk_ec2::config::{Credentials, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
 use tracing::{debug, warn};
 
 use crate::store::StaticCredentials;
@@ -322,6 +322,14 @@ pub trait Ec2: Send + Sync {
         snapshot_id: &str,
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
 
+    /// DescribeVolumes of every volume carrying all of `tags` (key and value; at least one),
+    /// across all pages; none is an empty list, not an error. A restore uses it to find the
+    /// volume an interrupted run of itself created, since the tags are set at creation.
+    fn find_volumes(
+        &self,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<VolumeInfo>, Ec2Error>> + Send;
+
     /// CreateVolume from a snapshot, tagged at creation. Returns the volume id; the volume
     /// starts `creating`.
     fn create_volume(
@@ -362,6 +370,13 @@ impl<T: Ec2> Ec2 for Arc<T> {
         snapshot_id: &str,
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send {
         (**self).delete_snapshot(snapshot_id)
+    }
+
+    fn find_volumes(
+        &self,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<VolumeInfo>, Ec2Error>> + Send {
+        (**self).find_volumes(tags)
     }
 
     fn create_volume(
@@ -828,6 +843,32 @@ fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The plain-data view of an SDK volume.
+fn volume_info(v: &aws_sdk_ec2::types::Volume) -> VolumeInfo {
+    VolumeInfo {
+        volume_id: v.volume_id().unwrap_or_default().to_string(),
+        availability_zone: v.availability_zone().unwrap_or_default().to_string(),
+        volume_type: v
+            .volume_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        size_gib: to_u64(v.size()).unwrap_or(0),
+        iops: to_u64(v.iops()),
+        throughput: to_u64(v.throughput()),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(str::to_string),
+        state: v
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        snapshot_id: v
+            .snapshot_id()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        tags: tag_pairs(v.tags()),
+    }
+}
+
 fn to_u64(n: Option<i32>) -> Option<u64> {
     n.and_then(|n| u64::try_from(n).ok())
 }
@@ -889,28 +930,44 @@ impl Ec2 for AwsEc2 {
                 message,
             ));
         };
-        Ok(VolumeInfo {
-            volume_id: volume_id.to_string(),
-            availability_zone: v.availability_zone().unwrap_or_default().to_string(),
-            volume_type: v
-                .volume_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            size_gib: to_u64(v.size()).unwrap_or(0),
-            iops: to_u64(v.iops()),
-            throughput: to_u64(v.throughput()),
-            encrypted: v.encrypted().unwrap_or(false),
-            kms_key_id: v.kms_key_id().map(str::to_string),
-            state: v
-                .state()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            snapshot_id: v
-                .snapshot_id()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            tags: tag_pairs(v.tags()),
-        })
+        Ok(volume_info(v))
+    }
+
+    async fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<VolumeInfo>, Ec2Error> {
+        const OP: &str = "DescribeVolumes";
+        let resource = format!(
+            "volumes tagged {}",
+            tags.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // No filter would list every volume of the account: never what a caller means.
+        if tags.is_empty() {
+            return Err(Ec2Error::new(
+                OP,
+                resource,
+                Ec2ErrorKind::InvalidParameter,
+                "",
+                "no tag to look for was given",
+            ));
+        }
+        let filters: Vec<Filter> = tags
+            .iter()
+            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+            .collect();
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(OP, &resource, &e))?;
+            found.extend(page.volumes().iter().map(volume_info));
+        }
+        Ok(found)
     }
 
     async fn create_snapshot(

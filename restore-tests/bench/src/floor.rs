@@ -364,12 +364,12 @@ pub async fn create(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let failed = failures.len() as u64;
     failures.truncate(5);
-    let created = ok.into_inner();
+    let made = ok.into_inner();
     Ok(CreateFloor {
         wall_seconds,
-        objects_per_second: created as f64 / wall_seconds,
+        objects_per_second: made as f64 / wall_seconds,
         server_cpu_seconds: 0.0,
-        created,
+        created: made,
         exists: exists.into_inner(),
         failed,
         failures,

@@ -34,6 +34,11 @@ pub struct Fault {
     pub times: Option<u64>,
     /// Fire with this probability (0.0-1.0) for each matching request.
     pub probability: f64,
+    /// Fire on every n-th matching request only (1 in n, deterministically, so that a test
+    /// of "a quarter of all requests fail" cannot flake on a run of bad luck).
+    pub every: Option<u64>,
+    /// Matching requests seen so far, for `every`.
+    seen: u64,
 }
 
 impl Fault {
@@ -45,6 +50,8 @@ impl Fault {
             action,
             times: None,
             probability: 1.0,
+            every: None,
+            seen: 0,
         }
     }
 
@@ -74,6 +81,13 @@ impl Fault {
     #[must_use]
     pub fn times(mut self, n: u64) -> Self {
         self.times = Some(n);
+        self
+    }
+
+    /// Fires on the n-th, 2n-th, ... matching request (`every(4)`: 25% of them).
+    #[must_use]
+    pub fn every(mut self, n: u64) -> Self {
+        self.every = Some(n.max(1));
         self
     }
 
@@ -139,6 +153,12 @@ impl Faults {
         for (_, f, fired) in list.iter_mut() {
             if !f.applies(method, path, query) || f.times.is_some_and(|n| *fired >= n) {
                 continue;
+            }
+            if let Some(n) = f.every {
+                f.seen += 1;
+                if f.seen % n != 0 {
+                    continue;
+                }
             }
             if f.probability < 1.0 && rand::random::<f64>() >= f.probability {
                 continue;
