@@ -88,15 +88,40 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-/// The `age` command (Debian package `age`), which scripts/test.sh installs.
-fn age_cli() -> PathBuf {
+/// Whether a plain tar.zst holds the Secret `shop/db` with its data, read with zstd and tar.
+fn secret_in(tar_zst: &[u8]) -> bool {
+    let tar = zstd::decode_all(tar_zst).unwrap();
+    tar::Archive::new(tar.as_slice())
+        .entries()
+        .unwrap()
+        .any(|entry| {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            name == "resources/secrets/namespaces/shop/db.json"
+                && serde_json::from_slice::<Value>(&data).unwrap()["data"]["password"].is_string()
+        })
+}
+
+/// The `age` command (Debian package `age`), which scripts/test.sh installs. Without it the
+/// check against the standard tool is skipped with a message, except under `CI=true`, where a
+/// missing tool must not pass for a tested one.
+fn age_cli() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("age"))
             .find(|p| p.is_file())
     });
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        found.is_some() || !in_ci,
+        "the age command is not installed: `apt-get install age` (scripts/test.sh does it)"
+    );
+    if found.is_none() {
+        eprintln!("skipping the check with the age command: `apt-get install age` to run it");
+    }
     found
-        .expect("the age command is not installed: `apt-get install age` (scripts/test.sh does it)")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,39 +157,6 @@ async fn encrypted_backups_round_trip_and_decrypt_with_the_age_command() {
     assert!(!contains(&archive, "shop/db"), "entry names leak");
     let log = env.stored("b1", "log.jsonl.zst");
     assert!(log.starts_with(b"age-encryption.org/v1\n"));
-
-    // The standard age command gives the plain tar.zst, which zstd and tar read.
-    let sealed_path = env.store().join("backups/b1/archive.tar.zst");
-    let plain = Command::new(age_cli())
-        .arg("-d")
-        .arg("-i")
-        .arg(&env.identity)
-        .arg(&sealed_path)
-        .output()
-        .unwrap();
-    assert!(
-        plain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
-    let tar = zstd::decode_all(plain.stdout.as_slice()).unwrap();
-    let mut names = Vec::new();
-    let mut secret_found = false;
-    for entry in tar::Archive::new(tar.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().display().to_string();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        if name == "resources/secrets/namespaces/shop/db.json" {
-            let v: Value = serde_json::from_slice(&data).unwrap();
-            secret_found = v["data"]["password"].as_str().is_some();
-        }
-        names.push(name);
-    }
-    assert!(
-        secret_found,
-        "the Secret is in the decrypted archive: {names:?}"
-    );
 
     // verify: the checksum needs no key, the entries do.
     let without = env
@@ -330,7 +322,26 @@ async fn encrypted_backups_round_trip_and_decrypt_with_the_age_command() {
     )
     .await
     .expect_code(0);
-    assert_eq!(std::fs::read(&plain_file).unwrap(), plain.stdout);
+    let plain = std::fs::read(&plain_file).unwrap();
+    assert!(secret_in(&plain), "the Secret is in the decrypted archive");
+
+    // The standard age command gives the same plain tar.zst, without lifeboat.
+    if let Some(age) = age_cli() {
+        let sealed_path = env.store().join("backups/b1/archive.tar.zst");
+        let out = Command::new(age)
+            .arg("-d")
+            .arg("-i")
+            .arg(&env.identity)
+            .arg(&sealed_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, plain);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
