@@ -16,6 +16,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::archive::manifest::{Manifest, ManifestError, Summary};
+use crate::archive::reader::HashingReader;
 use crate::backup;
 use crate::store::{LockState, ObjectLockMode, ObjectVersion, Store, StoreError};
 use crate::volumes::ec2::Ec2;
@@ -210,8 +211,17 @@ pub async fn download(
     name: &str,
     path: &std::path::Path,
 ) -> Result<u64, CatalogError> {
-    use tokio::io::AsyncWriteExt as _;
     let m = manifest(store, name).await?;
+    download_archive(store, &m, path).await
+}
+
+/// [`download`] of the archive of a manifest already read.
+async fn download_archive(
+    store: &Store,
+    m: &Manifest,
+    path: &std::path::Path,
+) -> Result<u64, CatalogError> {
+    use tokio::io::AsyncWriteExt as _;
     let write_err = |source| CatalogError::Write {
         path: path.display().to_string(),
         source,
@@ -393,78 +403,73 @@ pub async fn download_plain(
 ) -> Result<Downloaded, CatalogError> {
     let m = manifest(store, name).await?;
     let (Some(_), Some(identities)) = (&m.archive.encryption, identities) else {
-        let bytes = download(store, name, path).await?;
+        let bytes = download_archive(store, &m, path).await?;
         return Ok(Downloaded {
             bytes,
             decrypted: false,
         });
     };
-    let sealed = path.with_extension("sealed");
-    download(store, name, &sealed).await?;
-    let out = path.to_path_buf();
-    let (size, sha256) = (m.archive.size, m.archive.sha256.clone());
-    let written = tokio::task::spawn_blocking(move || {
-        decrypt_file(&sealed, &out, &identities, size, &sha256)
-    })
-    .await
-    .map_err(|e| CatalogError::Write {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?
-    .map_err(|source| CatalogError::Write {
+    let write_err = |source| CatalogError::Write {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let stream = store.get_stream(&m.archive.key).await?;
+    let (reader, feeding) = crate::store::BlockingReader::new(stream);
+    let out = path.to_path_buf();
+    let (size, sha256) = (m.archive.size, m.archive.sha256.clone());
+    let written =
+        tokio::task::spawn_blocking(move || decrypt_to(reader, &out, &identities, size, &sha256))
+            .await
+            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?
+            .map_err(write_err)?;
+    drop(feeding);
     Ok(Downloaded {
         bytes: written,
         decrypted: true,
     })
 }
 
-fn decrypt_file(
-    sealed: &std::path::Path,
+/// Decrypts `stored` into `out` in one pass, hashing the stored bytes on the way; `out`
+/// appears only once they match the manifest's size and SHA-256.
+fn decrypt_to(
+    stored: impl std::io::Read,
     out: &std::path::Path,
     identities: &crate::archive::seal::Identities,
     size: u64,
     sha256: &str,
 ) -> std::io::Result<u64> {
-    use sha2::Digest as _;
-    let result = (|| {
-        let mut hasher = sha2::Sha256::new();
-        let mut file = std::fs::File::open(sealed)?;
-        let mut stored = 0u64;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = std::io::Read::read(&mut file, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            stored += n as u64;
-        }
-        let actual = hex::encode(hasher.finalize());
-        if stored != size || !actual.eq_ignore_ascii_case(sha256) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the archive downloaded is {stored} bytes with SHA-256 {actual}, but its manifest records {size} bytes with {sha256}: it is corrupt or was replaced"
-                ),
-            ));
-        }
-        let file = std::io::BufReader::new(std::fs::File::open(sealed)?);
-        let mut plain = identities
-            .open(file)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        let partial = out.with_extension("partial");
+    use std::io::{Error, ErrorKind};
+    let partial = out.with_extension("partial");
+    let mut stored = HashingReader::new(stored);
+    let decrypted = (|| {
         let mut target = std::fs::File::create(&partial)?;
-        let written = std::io::copy(&mut plain, &mut target).inspect_err(|_| {
-            std::fs::remove_file(&partial).ok();
-        })?;
+        let mut plain = identities
+            .open(&mut stored)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?;
+        let written = std::io::copy(&mut plain, &mut target)?;
         target.sync_all()?;
-        std::fs::rename(&partial, out)?;
         Ok(written)
     })();
-    std::fs::remove_file(sealed).ok();
+    // Whatever age did not read is hashed too: a mismatch names a replaced or corrupt archive
+    // better than the decryption error it may have caused.
+    let drained = std::io::copy(&mut stored, &mut std::io::sink());
+    let failed = stored.failed();
+    let (stored_bytes, actual) = stored.finish();
+    let result = match (decrypted, drained) {
+        (_, _) if !failed && (stored_bytes != size || !actual.eq_ignore_ascii_case(sha256)) => {
+            Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "the archive downloaded is {stored_bytes} bytes with SHA-256 {actual}, but its manifest records {size} bytes with {sha256}: it is corrupt or was replaced"
+                ),
+            ))
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(written), Ok(_)) => std::fs::rename(&partial, out).map(|()| written),
+    };
+    if result.is_err() {
+        std::fs::remove_file(&partial).ok();
+    }
     result
 }
 

@@ -7,6 +7,7 @@
 //! orchestration.
 
 pub mod archive;
+mod aws;
 pub mod backup;
 pub mod catalog;
 pub mod cluster;

@@ -12,7 +12,6 @@ pub mod result;
 pub mod rules;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use crate::cluster::discovery::{self, Discovered};
 use crate::cluster::retry::Policy;
 use crate::cluster::{ClusterError, Connection};
 use crate::events::{Event, Observers};
-use crate::store::{Store, StoreError};
+use crate::store::{BlockingReader, Store, StoreError};
 use crate::volumes::ec2::Ec2;
 use crate::volumes::record::{VolumeRecord, VolumesFile};
 use crate::volumes::restore as volrestore;
@@ -413,55 +412,17 @@ async fn read_plan(
     selection: &Selection,
     identities: Option<crate::archive::seal::Identities>,
 ) -> Result<Plan, RestoreError> {
-    let mut stream = store.get_stream(&manifest.archive.key).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
-    let pump = tokio::spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let failed = chunk.is_err();
-            if tx.send(chunk.map_err(|e| e.to_string())).await.is_err() || failed {
-                break;
-            }
-        }
-    });
+    let stream = store.get_stream(&manifest.archive.key).await?;
+    let (reader, feeding) = BlockingReader::new(stream);
     let manifest = manifest.clone();
     let selection = selection.clone();
     let planned = tokio::task::spawn_blocking(move || {
-        plan::build(
-            ChannelReader {
-                rx,
-                buf: Bytes::new(),
-            },
-            &manifest,
-            &selection,
-            identities.as_ref(),
-        )
+        plan::build(reader, &manifest, &selection, identities.as_ref())
     })
     .await
     .map_err(|e| RestoreError::Read(e.to_string()))?;
-    pump.abort();
+    drop(feeding);
     Ok(planned?)
-}
-
-/// A blocking `Read` over chunks arriving on a channel.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
-    buf: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.buf = b,
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        self.buf = self.buf.slice(n..);
-        Ok(n)
-    }
 }
 
 /// Planned PVs that get a new volume: index in the plan and the job.

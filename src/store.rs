@@ -962,3 +962,63 @@ mod tests {
         assert!(!text.contains("FwoGZXIvYXdzEK"), "{text}");
     }
 }
+
+/// A blocking [`std::io::Read`] over an object's stream (from [`Store::get_stream`]), for the
+/// parsers that run on a blocking thread (tar and zstd are synchronous). A task on the runtime
+/// moves the chunks across, at most 8 ahead.
+#[derive(Debug)]
+pub struct BlockingReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    buf: Bytes,
+}
+
+/// The task feeding a [`BlockingReader`]. Dropping it stops the download, which ends the
+/// reader's input: a caller that gives up (a daemon shutting down) does not leave a blocking
+/// thread reading the rest of an archive.
+#[derive(Debug)]
+pub struct Feeding(tokio::task::JoinHandle<()>);
+
+impl Drop for Feeding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl BlockingReader {
+    /// Starts moving `stream` into a reader; must be called on a Tokio runtime.
+    pub fn new(mut stream: BoxStream<'static, Result<Bytes, StoreError>>) -> (Self, Feeding) {
+        use futures::StreamExt as _;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(async move {
+            while let Some(chunk) = stream.next().await {
+                let failed = chunk.is_err();
+                if tx.send(chunk.map_err(|e| e.to_string())).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        (
+            BlockingReader {
+                rx,
+                buf: Bytes::new(),
+            },
+            Feeding(task),
+        )
+    }
+}
+
+impl std::io::Read for BlockingReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf = self.buf.slice(n..);
+        Ok(n)
+    }
+}

@@ -19,17 +19,15 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::archive::manifest::{ArchiveInfo, EncryptionInfo, Manifest};
-use crate::archive::reader::{ArchiveError, ArchiveReader, Limits, check_objects};
+use crate::archive::reader::{ArchiveError, ArchiveReader, HashingReader, Limits, check_objects};
 use crate::catalog::{self, CatalogError};
 use crate::events::{Event, Observers};
 use crate::report;
-use crate::store::Store;
+use crate::store::{BlockingReader, Store};
 use crate::volumes::ec2::Ec2;
 use crate::volumes::record::{VolumeRecord, VolumesFile};
 
@@ -309,7 +307,7 @@ async fn check_archive(
         entries: 0,
         objects: 0,
     };
-    let mut stream = match store.get_stream(&info.key).await {
+    let stream = match store.get_stream(&info.key).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
             let message = format!(
@@ -327,17 +325,9 @@ async fn check_archive(
             return (unread, vec![Problem::new("storage", message)]);
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
-    // Aborted when this future is dropped (the daemon's shutdown), which ends the channel and
-    // so the blocking reader, rather than leaving it to download the rest of the archive.
-    let _pump = AbortOnDrop(tokio::spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let failed = chunk.is_err();
-            if tx.send(chunk.map_err(|e| e.to_string())).await.is_err() || failed {
-                break;
-            }
-        }
-    }));
+    // Dropped with this future (the daemon's shutdown), which stops the download and so the
+    // blocking reader, rather than leaving it to download the rest of the archive.
+    let (reader, _feeding) = BlockingReader::new(stream);
     let expected = Expected {
         archive: info.clone(),
         item_count: manifest.item_count,
@@ -345,15 +335,7 @@ async fn check_archive(
     };
     let (identity, limits) = (req.identity_file.clone(), req.limits);
     let read = tokio::task::spawn_blocking(move || {
-        read_archive(
-            ChannelReader {
-                rx,
-                buf: Bytes::new(),
-            },
-            &expected,
-            identity.as_deref(),
-            limits,
-        )
+        read_archive(reader, &expected, identity.as_deref(), limits)
     })
     .await;
     read.unwrap_or_else(|e| {
@@ -379,12 +361,9 @@ fn read_archive(
     limits: Limits,
 ) -> (ArchiveCheck, Vec<Problem>) {
     let info = &expected.archive;
-    let mut stored = Hashing {
-        inner: stored,
-        hasher: Sha256::new(),
-        bytes: 0,
-        failed: false,
-    };
+    // The archive reader hashes too, but what it is given (after decryption), not what was
+    // stored.
+    let mut stored = HashingReader::new(stored);
     let mut check = ArchiveCheck {
         key: info.key.clone(),
         expected_size: info.size,
@@ -403,7 +382,7 @@ fn read_archive(
     // stumbled on.
     let drained = io::copy(&mut stored, &mut io::sink());
     let mut problems = Vec::new();
-    if stored.failed || drained.is_err() {
+    if stored.failed() || drained.is_err() {
         // The bytes were not all read: a size or checksum now would blame the archive for the
         // storage's failure. The reader may already have said so.
         if !matches!(&content, Err(p) if p.what == "storage") {
@@ -417,13 +396,13 @@ fn read_archive(
             ));
         }
     } else {
-        let sha256 = hex::encode(stored.hasher.finalize());
-        if stored.bytes != info.size {
+        let (bytes, sha256) = stored.finish();
+        if bytes != info.size {
             problems.push(Problem::new(
                 "size",
                 format!(
                     "the archive is {} bytes, but its manifest records {}: it is truncated, corrupt or was replaced",
-                    stored.bytes, info.size
+                    bytes, info.size
                 ),
             ));
         }
@@ -436,7 +415,7 @@ fn read_archive(
                 ),
             ));
         }
-        check.actual_size = Some(stored.bytes);
+        check.actual_size = Some(bytes);
         check.actual_sha256 = Some(sha256);
     }
     match content {
@@ -691,70 +670,12 @@ impl Report {
     }
 }
 
-/// Counts and hashes the stored bytes as they are read, and remembers whether the source
-/// failed. The archive reader hashes too, but what it is given (after decryption), not what
-/// was stored.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-    failed: bool,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A blocking `Read` over chunks arriving on a channel (the archive's download).
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
-    buf: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.buf = b,
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        self.buf = self.buf.slice(n..);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::archive::writer::{ArchiveWriter, CompressionOptions};
     use crate::volumes::ec2::{Ec2Error, Ec2ErrorKind, NewVolume, SnapshotInfo, VolumeInfo};
+    use sha2::{Digest as _, Sha256};
 
     const CM: &[u8] =
         br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"ns"}}"#;

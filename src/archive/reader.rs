@@ -192,6 +192,55 @@ impl<R: Read> Read for Source<R> {
     }
 }
 
+/// Counts and hashes bytes as they are read, and remembers whether the source failed (an I/O
+/// error, which is no proof of corruption): to compare what was stored with a manifest.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    failed: bool,
+}
+
+impl<R> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+            failed: false,
+        }
+    }
+
+    /// Whether a read of the source failed.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The bytes read and their hex SHA-256.
+    pub fn finish(self) -> (u64, String) {
+        (self.bytes, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.bytes += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The compressed stream: the stored bytes themselves, or what age decrypts from them.
 enum Plain<R: Read> {
     Clear(BufReader<Source<R>>),

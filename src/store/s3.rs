@@ -32,6 +32,8 @@ use futures::stream::BoxStream;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::aws::{Transport, error_chain};
+
 use super::{
     Backend, BackendUpload, ChecksumMode, LockState, MAX_ATTEMPTS, MAX_PART_SIZE, MAX_PARTS,
     MIN_PART_SIZE, ObjectLock, ObjectLockMode, ObjectMeta, ObjectVersion, Retention, Settings, Sse,
@@ -320,48 +322,17 @@ impl Shared {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let chain = || error_chain(err);
-        let reach = "check the network, storage.endpoint and storage.region";
-        let at = self
-            .endpoint
-            .as_deref()
-            .map(|e| format!(" at {e}"))
-            .unwrap_or_default();
-        match err {
-            SdkError::ConstructionFailure(_) => (
-                StoreErrorKind::Other,
-                format!("the request could not be built: {}", chain()),
-            ),
-            SdkError::TimeoutError(_) => (
-                StoreErrorKind::Transient,
-                format!("S3{at} did not answer in time ({MAX_ATTEMPTS} attempts); {reach}"),
-            ),
-            SdkError::DispatchFailure(d) => {
-                let text = chain();
-                if d.is_other() && looks_like_missing_credentials(&text) {
-                    (
-                        StoreErrorKind::AccessDenied,
-                        format!(
-                            "no usable AWS credentials ({text}); on EKS give lifeboat's service account an IAM role (IRSA: the eks.amazonaws.com/role-arn annotation), elsewhere set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-                        ),
-                    )
-                } else {
-                    (
-                        StoreErrorKind::Transient,
-                        format!(
-                            "could not reach S3{at} ({MAX_ATTEMPTS} attempts): {text}; {reach}"
-                        ),
-                    )
-                }
-            }
-            SdkError::ResponseError(_) => (
-                StoreErrorKind::Transient,
-                format!(
-                    "the response could not be read ({MAX_ATTEMPTS} attempts): {}",
-                    chain()
-                ),
-            ),
-            _ => self.classify_service(op, err),
+        let service = crate::aws::Service {
+            name: "S3",
+            endpoint: self.endpoint.as_deref(),
+            attempts: MAX_ATTEMPTS,
+            reach: "check the network, storage.endpoint and storage.region",
+        };
+        match crate::aws::transport_failure(&service, err) {
+            Some((Transport::Other, message)) => (StoreErrorKind::Other, message),
+            Some((Transport::Transient, message)) => (StoreErrorKind::Transient, message),
+            Some((Transport::NoCredentials, message)) => (StoreErrorKind::AccessDenied, message),
+            None => self.classify_service(op, err),
         }
     }
 
@@ -521,28 +492,6 @@ where
         (c, Some(m)) if !m.is_empty() => format!("HTTP {status} {c}: {m}"),
         (c, _) => format!("HTTP {status} {c}"),
     }
-}
-
-/// An error and its causes on one line. The SDK's own `DisplayErrorContext` appends a `Debug`
-/// dump, which is noise in a message meant for an operator.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-/// The SDK reports a failed credential lookup as a dispatch failure; its text is the only
-/// way to tell it from a network error.
-fn looks_like_missing_credentials(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("credential") || t.contains("identity")
 }
 
 fn to_timestamp(t: &aws_sdk_s3::primitives::DateTime) -> Option<jiff::Timestamp> {
@@ -931,41 +880,12 @@ impl Backend for S3Store {
 
     async fn abort_uploads(&self, key: &str) -> Result<u64, StoreError> {
         let s = &self.shared;
-        let full = s.list_prefix("ListMultipartUploads", key)?;
-        let page = s
-            .client
-            .list_multipart_uploads()
-            .bucket(&s.bucket)
-            .prefix(&full)
-            .send()
-            .await
-            .map_err(|e| s.error("ListMultipartUploads", Some(&full), &e))?;
-        // One key has a handful of uploads at most (one per killed run): the first page of
-        // 1000 is all of them.
+        let full = s.object_key("AbortMultipartUpload", key)?;
         let mut aborted = 0;
-        for upload in page.uploads() {
-            let (Some(k), Some(id)) = (upload.key(), upload.upload_id()) else {
-                continue;
-            };
-            if k != full {
-                continue;
-            }
-            match s
-                .client
-                .abort_multipart_upload()
-                .bucket(&s.bucket)
-                .key(k)
-                .upload_id(id)
-                .send()
-                .await
-            {
-                Ok(_) => aborted += 1,
-                Err(e) => {
-                    let err = s.error("AbortMultipartUpload", Some(k), &e);
-                    if !err.is_not_found() {
-                        return Err(err);
-                    }
-                }
+        for (k, id) in list_uploads(s, key).await? {
+            if k == full {
+                abort_multipart(s, &k, &id).await?;
+                aborted += 1;
             }
         }
         Ok(aborted)
@@ -973,32 +893,11 @@ impl Backend for S3Store {
 
     async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let s = &self.shared;
-        let full = s.list_prefix("ListMultipartUploads", prefix)?;
-        let mut keys = Vec::new();
-        let (mut key_marker, mut id_marker) = (None, None);
-        loop {
-            let page = s
-                .client
-                .list_multipart_uploads()
-                .bucket(&s.bucket)
-                .prefix(&full)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| s.error("ListMultipartUploads", Some(&full), &e))?;
-            keys.extend(
-                page.uploads()
-                    .iter()
-                    .filter_map(|u| u.key())
-                    .map(|k| s.relative(k).to_string()),
-            );
-            if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
-                break;
-            }
-            key_marker = page.next_key_marker;
-            id_marker = page.next_upload_id_marker;
-        }
+        let mut keys: Vec<String> = list_uploads(s, prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| s.relative(&k).to_string())
+            .collect();
         keys.sort();
         keys.dedup();
         Ok(keys)
@@ -1241,6 +1140,13 @@ async fn abort_upload(
     mut in_flight: JoinSet<Result<CompletedPart, StoreError>>,
 ) {
     in_flight.shutdown().await;
+    if let Err(err) = abort_multipart(shared, key, upload_id).await {
+        warn!(error = %err, upload_id, "could not abort a multipart upload; it stays until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes it");
+    }
+}
+
+/// Aborts one multipart upload of `key` (a full key); one already gone is fine.
+async fn abort_multipart(shared: &Shared, key: &str, upload_id: &str) -> Result<(), StoreError> {
     match shared
         .client
         .abort_multipart_upload()
@@ -1250,13 +1156,44 @@ async fn abort_upload(
         .send()
         .await
     {
-        Ok(_) => debug!(bucket = %shared.bucket, key, "multipart upload aborted"),
+        Ok(_) => {
+            debug!(bucket = %shared.bucket, key, "multipart upload aborted");
+            Ok(())
+        }
         Err(e) => {
             let err = shared.error("AbortMultipartUpload", Some(key), &e);
-            if !err.is_not_found() {
-                warn!(error = %err, upload_id, "could not abort a multipart upload; it stays until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes it");
-            }
+            if err.is_not_found() { Ok(()) } else { Err(err) }
         }
+    }
+}
+
+/// The open multipart uploads under `prefix` (relative to the storage prefix), as (full key,
+/// upload id), every page.
+async fn list_uploads(shared: &Shared, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let full = shared.list_prefix("ListMultipartUploads", prefix)?;
+    let mut uploads = Vec::new();
+    let (mut key_marker, mut id_marker) = (None, None);
+    loop {
+        let page = shared
+            .client
+            .list_multipart_uploads()
+            .bucket(&shared.bucket)
+            .prefix(&full)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await
+            .map_err(|e| shared.error("ListMultipartUploads", Some(&full), &e))?;
+        uploads.extend(
+            page.uploads()
+                .iter()
+                .filter_map(|u| Some((u.key()?.to_string(), u.upload_id()?.to_string()))),
+        );
+        if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+            return Ok(uploads);
+        }
+        key_marker = page.next_key_marker;
+        id_marker = page.next_upload_id_marker;
     }
 }
 

@@ -44,6 +44,8 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
 use tracing::{debug, warn};
 
+use crate::aws::Transport;
+
 use crate::store::StaticCredentials;
 
 type HttpResponse = aws_sdk_ec2::config::http::HttpResponse;
@@ -538,47 +540,17 @@ impl AwsEc2 {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let attempts = self.max_attempts;
-        let chain = || error_chain(err);
-        let reach = "check the network, volumes.endpoint and volumes.region";
-        let at = self
-            .endpoint
-            .as_deref()
-            .map(|e| format!(" at {e}"))
-            .unwrap_or_default();
-        match err {
-            SdkError::ConstructionFailure(_) => (
-                Ec2ErrorKind::Other,
-                format!("the request could not be built: {}", chain()),
-            ),
-            SdkError::TimeoutError(_) => (
-                Ec2ErrorKind::Transient,
-                format!("EC2{at} did not answer in time ({attempts} attempts); {reach}"),
-            ),
-            SdkError::DispatchFailure(d) => {
-                let text = chain();
-                if d.is_other() && looks_like_missing_credentials(&text) {
-                    (
-                        Ec2ErrorKind::AccessDenied,
-                        format!(
-                            "no usable AWS credentials ({text}); on EKS give lifeboat's service account an IAM role (IRSA: the eks.amazonaws.com/role-arn annotation), elsewhere set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-                        ),
-                    )
-                } else {
-                    (
-                        Ec2ErrorKind::Transient,
-                        format!("could not reach EC2{at} ({attempts} attempts): {text}; {reach}"),
-                    )
-                }
-            }
-            SdkError::ResponseError(_) => (
-                Ec2ErrorKind::Transient,
-                format!(
-                    "the response could not be read ({attempts} attempts): {}",
-                    chain()
-                ),
-            ),
-            _ => self.classify_service(op, err),
+        let service = crate::aws::Service {
+            name: "EC2",
+            endpoint: self.endpoint.as_deref(),
+            attempts: self.max_attempts,
+            reach: "check the network, volumes.endpoint and volumes.region",
+        };
+        match crate::aws::transport_failure(&service, err) {
+            Some((Transport::Other, message)) => (Ec2ErrorKind::Other, message),
+            Some((Transport::Transient, message)) => (Ec2ErrorKind::Transient, message),
+            Some((Transport::NoCredentials, message)) => (Ec2ErrorKind::AccessDenied, message),
+            None => self.classify_service(op, err),
         }
     }
 
@@ -730,28 +702,6 @@ fn iam_hint(op: &str, message: &str) -> String {
     format!(
         "access denied; the IAM role lifeboat runs as needs {actions} (see docs/iam-policy.json){decode}"
     )
-}
-
-/// An error and its causes on one line. The SDK's own `DisplayErrorContext` appends a `Debug`
-/// dump, which is noise in a message meant for an operator.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-/// The SDK reports a failed credential lookup as a dispatch failure; its text is the only
-/// way to tell it from a network error.
-fn looks_like_missing_credentials(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("credential") || t.contains("identity")
 }
 
 /// Retries EC2's throttling codes that the SDK's own classifier does not know
